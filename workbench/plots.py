@@ -1,0 +1,137 @@
+"""Plots the notebooks share. Each returns its matplotlib Figure (and records nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def cv_curve(scores: dict[int, float], chosen: int, *, title: str = "Cross-validated accuracy"):
+    """Accuracy against k, with the chosen k marked."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ks = sorted(scores)
+    ax.plot(ks, [scores[k] for k in ks], marker="o")
+    ax.axvline(chosen, color="tab:red", ls="--", label=f"chosen k = {chosen}")
+    ax.set(xlabel="k (neighbours)", ylabel="mean CV accuracy", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *, title: str = ""):
+    """A labelled confusion matrix with counts in each cell."""
+    from sklearn.metrics import confusion_matrix
+
+    n = len(class_names)
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(n)))
+    size = 3 + 0.45 * n
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "Confusion matrix")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, cm[i, j], ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def decision_regions(model, x2: np.ndarray, y: np.ndarray, *, feature_names: Sequence[str],
+                     class_names: Sequence[str], title: str = "", ax=None):
+    """Decision regions of a classifier fitted on two features, with the samples on top."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    else:
+        fig = ax.figure
+    pad = 0.5
+    xx, yy = np.meshgrid(
+        np.linspace(x2[:, 0].min() - pad, x2[:, 0].max() + pad, 250),
+        np.linspace(x2[:, 1].min() - pad, x2[:, 1].max() + pad, 250),
+    )
+    zz = model.predict(np.c_[xx.ravel(), yy.ravel()]).reshape(xx.shape)
+    ax.contourf(xx, yy, zz, alpha=0.25, cmap="viridis", levels=np.arange(len(class_names) + 1) - 0.5)
+    for c, name in enumerate(class_names):
+        ax.scatter(*x2[y == c].T, s=18, label=name, edgecolor="k", linewidth=0.3)
+    ax.set(xlabel=feature_names[0], ylabel=feature_names[1], title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def image_grid(images: np.ndarray, labels: Sequence[str], *, cols: int = 8, title: str = ""):
+    """A grid of small images with a caption under each."""
+    rows = int(np.ceil(len(images) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.45))
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, img, label in zip(np.ravel(axes), images, labels, strict=False):
+        ax.imshow(img)
+        ax.set_title(label, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(histories: dict[str, dict[str, list[float]]]):
+    """Loss and accuracy, train (solid) and validation (dashed), for each named run."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for i, (name, h) in enumerate(histories.items()):
+        color = f"C{i}"
+        epochs = np.arange(1, len(h["loss"]) + 1)
+        ax_loss.plot(epochs, h["loss"], color=color, label=f"{name} train")
+        ax_acc.plot(epochs, h["accuracy"], color=color, label=f"{name} train")
+        if "val_loss" in h:
+            ax_loss.plot(epochs, h["val_loss"], color=color, ls="--", label=f"{name} validation")
+            ax_acc.plot(epochs, h["val_accuracy"], color=color, ls="--", label=f"{name} validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def bars(values: dict[str, float], *, ylabel: str, title: str = "", fmt: str = "{:.2f}", log: bool = False):
+    """A labelled bar chart (e.g. inference time [ms] per variant)."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(values) + 2), 3.4))
+    names = list(values)
+    b = ax.bar(names, [values[n] for n in names], color=[f"C{i}" for i in range(len(names))])
+    ax.bar_label(b, labels=[fmt.format(values[n]) for n in names], fontsize=8)
+    ax.set(ylabel=ylabel, title=title)
+    if log:
+        ax.set_yscale("log")
+    ax.tick_params(axis="x", rotation=30)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_tradeoff(points: dict[str, tuple[float, float]], *, xlabel: str, ylabel: str,
+                     title: str = "", logx: bool = True, frontier: bool = True):
+    """Labelled points (x, y) with the Pareto frontier (smaller x, larger y is better) drawn."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (name, (x, y)) in enumerate(points.items()):
+        ax.scatter(x, y, s=40, color=f"C{i % 10}")
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if frontier and points:
+        pts = sorted(points.values())
+        best, front = -np.inf, []
+        for x, y in pts:
+            if y > best:
+                front.append((x, y))
+                best = y
+        ax.step(*zip(*front, strict=True), where="post", color="gray", ls=":", label="Pareto frontier")
+        ax.legend(fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
