@@ -20,7 +20,6 @@ The same :class:`workbench.serve.ServingClient` works against this server and
 against a real TensorFlow Serving container (see the README).
 """
 
-from __future__ import annotations
 
 import base64
 import binascii
@@ -616,7 +615,7 @@ class ServingClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ServingClient:
+    def __enter__(self) -> "ServingClient":
         return self
 
     def __exit__(self, *exc) -> None:
