@@ -23,8 +23,11 @@ against a real TensorFlow Serving container (see the README).
 
 import base64
 import binascii
+import atexit
 import contextlib
+import functools
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -552,6 +555,8 @@ def serving(model_base: Path | str | None = None, *, host: str = "127.0.0.1", po
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
     reader.start()
+    stopper = functools.partial(_stop, proc)
+    atexit.register(stopper)  # also stops it if the kernel exits without leaving the block
     url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + startup_timeout_s
@@ -571,13 +576,18 @@ def serving(model_base: Path | str | None = None, *, host: str = "127.0.0.1", po
             time.sleep(0.2)
         yield RunningServer(url=url, process=proc, port=port)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stopper()
+        atexit.unregister(stopper)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 # ===================================================================== the client
@@ -721,3 +731,79 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+# ===================================================================== load and monitoring
+
+
+def load_test(url: str, model: str, body: bytes, *, clients: int = 8, requests: int = 400,
+              server_pid: int | None = None, timeout_s: float = 60.0) -> dict:
+    """Send ``requests`` predict calls from ``clients`` concurrent clients; measure the server.
+
+    Throughput = completed requests / wall time. Utilisation = server CPU time /
+    (wall time x cores), read from the server process with psutil.
+
+    Returns:
+        throughput, latency percentiles under load, failures, CPU utilisation.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psutil
+
+    from workbench import bench
+
+    proc = psutil.Process(server_pid) if server_pid else None
+    cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
+    per_client = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
+
+    def worker(n: int) -> tuple[list[float], int]:
+        lat, failed = [], 0
+        with ServingClient(url, model, timeout_s=timeout_s) as client:
+            for _ in range(n):
+                try:
+                    lat.append(client.predict_body(body).elapsed_ms)
+                except ServingError:
+                    failed += 1
+        return lat, failed
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(worker, per_client))
+    wall = time.perf_counter() - start
+    cpu = (sum(proc.cpu_times()[:2]) - cpu0) if proc else float("nan")
+    latencies = [x for lat, _ in results for x in lat]
+    failures = sum(f for _, f in results)
+    cores = os.cpu_count() or 1
+    return {
+        "clients": clients, "requests": requests, "failures": failures, "wall_s": wall,
+        "throughput_rps": len(latencies) / wall,
+        "latency": bench.summarize_ms(latencies).as_dict() if latencies else None,
+        "server_cpu_s": cpu, "cores": cores,
+        "cpu_utilisation": cpu / (wall * cores) if proc else float("nan"),
+    }
+
+
+def read_metrics(url: str) -> dict:
+    """Scrape ``/metrics`` into ``{sample name: [(labels, value), ...]}``."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url.rstrip('/')}/metrics", timeout=10).text
+    out: dict[str, list[tuple[dict, float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+def histogram_buckets(metrics: dict, name: str, **labels: str) -> list[tuple[float, float]]:
+    """Non-cumulative ``(upper bound, count)`` pairs of a scraped histogram with these labels."""
+    rows = sorted(
+        (float(lab["le"]), value) for lab, value in metrics.get(f"{name}_bucket", [])
+        if all(lab.get(k) == v for k, v in labels.items())
+    )
+    counts, previous = [], 0.0
+    for bound, cumulative in rows:
+        counts.append((bound, cumulative - previous))
+        previous = cumulative
+    return counts
