@@ -76,7 +76,8 @@ def pruning_schedule(final_sparsity: float, total_steps: int, *, ramp_fraction: 
 
 
 def prune(model, x_train: np.ndarray, y_train: np.ndarray, *, sparsity: float, epochs: int,
-          batch_size: int, learning_rate: float = 1e-4, progress: bool = True, seed: int = 0):
+          batch_size: int, learning_rate: float = 1e-3, augment: bool = True, progress: bool = True,
+          seed: int = 0):
     """Magnitude pruning to ``sparsity`` with fine-tuning; returns the stripped (plain) model."""
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
@@ -86,7 +87,7 @@ def prune(model, x_train: np.ndarray, y_train: np.ndarray, *, sparsity: float, e
         _clone(model), pruning_schedule=pruning_schedule(sparsity, total)
     )
     fine_tune(pruned, x_train, y_train, epochs=max(1, epochs), batch_size=batch_size,
-              learning_rate=learning_rate, progress=progress, seed=seed,
+              learning_rate=learning_rate, progress=progress, seed=seed, augment=augment,
               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     stripped.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -131,8 +132,8 @@ def overall_sparsity(model) -> float:
 
 
 def cluster(model, x_train: np.ndarray, y_train: np.ndarray, *, clusters: int, epochs: int,
-            batch_size: int, learning_rate: float = 1e-5, preserve_sparsity: bool = True,
-            progress: bool = True, seed: int = 0):
+            batch_size: int, learning_rate: float = 1e-4, preserve_sparsity: bool = True,
+            augment: bool = True, progress: bool = True, seed: int = 0):
     """Weight clustering (``clusters`` shared values per kernel), sparsity-preserving by default."""
     import tensorflow_model_optimization as tfmot
 
@@ -143,7 +144,7 @@ def cluster(model, x_train: np.ndarray, y_train: np.ndarray, *, clusters: int, e
         preserve_sparsity=preserve_sparsity,
     )
     fine_tune(clustered, x_train, y_train, epochs=epochs, batch_size=batch_size,
-              learning_rate=learning_rate, progress=progress, seed=seed)
+              learning_rate=learning_rate, progress=progress, seed=seed, augment=augment)
     stripped = clustering.strip_clustering(clustered)
     return _recompiled(stripped, learning_rate)
 
@@ -165,8 +166,8 @@ def _recompiled(model, learning_rate: float):
 
 
 def quantization_aware(model, x_train: np.ndarray, y_train: np.ndarray, *, epochs: int,
-                       batch_size: int, learning_rate: float = 1e-5, preserve: str | None = None,
-                       progress: bool = True, seed: int = 0):
+                       batch_size: int, learning_rate: float = 1e-4, preserve: str | None = None,
+                       augment: bool = True, progress: bool = True, seed: int = 0):
     """Quantization-aware training: fake-quantize weights and activations while fine-tuning.
 
     Args:
@@ -191,7 +192,7 @@ def quantization_aware(model, x_train: np.ndarray, y_train: np.ndarray, *, epoch
     else:
         raise ValueError(f"preserve must be None, 'sparsity' or 'clusters', not {preserve!r}")
     fine_tune(qat, x_train, y_train, epochs=epochs, batch_size=batch_size,
-              learning_rate=learning_rate, progress=progress, seed=seed)
+              learning_rate=learning_rate, progress=progress, seed=seed, augment=augment)
     if preserve == "clusters":
         qat = tfmot.experimental.combine.strip_clustering_cqat(qat)
     return qat

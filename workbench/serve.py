@@ -228,11 +228,20 @@ def _decode_strings(value: Any, what: str) -> Any:
 
 
 def parse_body(body: bytes) -> dict:
-    """Parse a predict body as a JSON object (NaN and Infinity refused), or raise 400."""
+    """Parse a predict body as a JSON object (NaN and Infinity refused), or raise 400.
+
+    orjson parses strict JSON fast; on failure the standard parser re-reads the body so
+    the error message names the problem (NaN, say) and where it is.
+    """
+    import orjson
+
     try:
-        doc = json.loads(body, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise RequestError(f"JSON Parse error: {err}") from None
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            doc = json.loads(body, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            raise RequestError(f"JSON Parse error: {err}") from None
     if not isinstance(doc, dict):
         raise RequestError("The request body must be a JSON object with 'instances' or 'inputs'")
     return doc
@@ -312,6 +321,7 @@ def encode_response(outputs: dict[str, np.ndarray], fmt: str) -> dict:
 
 def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | None = None):
     """Build the FastAPI application serving every model under ``model_base``."""
+    import orjson
     import tensorflow as tf
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
@@ -342,21 +352,38 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
     def error(message: str, status: int) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        route = _route_label(request.url.path, request.method)
-        start = time.perf_counter()
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            response = error(f"Request body of {declared} bytes exceeds the limit of {limit} bytes", 413)
-        else:
+    class Measure:
+        """Pure ASGI middleware: request counts, latency, the body-size limit, a JSON 500 of last resort."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                return await self.inner(scope, receive, send)
+            route = _route_label(scope["path"], scope["method"])
+            start = time.perf_counter()
+            status = {"code": 500, "sent": False}
+
+            async def send_wrapper(message):
+                if message["type"] == "http.response.start":
+                    status["code"], status["sent"] = message["status"], True
+                await send(message)
+
+            declared = dict(scope.get("headers") or []).get(b"content-length", b"")
             try:
-                response = await call_next(request)
-            except Exception as err:  # noqa: BLE001 - last resort; our own bug, reported as such
-                response = error(f"Internal error: {type(err).__name__}: {err}", 500)
-        latency.labels(route).observe(time.perf_counter() - start)
-        requests_total.labels(route, str(response.status_code)).inc()
-        return response
+                if declared.isdigit() and int(declared) > limit:
+                    response = error(f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes", 413)
+                    await response(scope, receive, send_wrapper)
+                else:
+                    await self.inner(scope, receive, send_wrapper)
+            except Exception as err:  # noqa: BLE001 - our own bug: answer JSON, count it as a 500
+                if not status["sent"]:
+                    await error(f"Internal error: {type(err).__name__}: {err}", 500)(scope, receive, send_wrapper)
+            latency.labels(route).observe(time.perf_counter() - start)
+            requests_total.labels(route, str(status["code"])).inc()
+
+    app.add_middleware(Measure)
 
     async def read_body(request: Request) -> bytes:
         chunks, size = [], 0
@@ -396,7 +423,7 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
             payload, parse_ms, compute_ms = await run_in_threadpool(run_predict, model, body)
         except RequestError as err:
             return error(str(err), err.status)
-        content = json.dumps(payload, separators=(",", ":")).encode()
+        content = orjson.dumps(payload)
         return Response(content, media_type="application/json", headers={
             SERVER_TIMING: f"parse;dur={parse_ms:.3f}, compute;dur={compute_ms:.3f}",
         })
@@ -607,6 +634,9 @@ class Prediction:
 class ServingClient:
     """A client for TensorFlow Serving's REST API (this server or a real TF Serving container).
 
+    Keeps one HTTP/1.1 connection open (keep-alive), as a real edge client would, and
+    reconnects once if the server closed it.
+
     Args:
         url: the server's base URL, e.g. ``http://127.0.0.1:8501``.
         model: the model name.
@@ -615,15 +645,23 @@ class ServingClient:
     """
 
     def __init__(self, url: str, model: str, *, version: int | None = None, timeout_s: float = 30.0) -> None:
-        import httpx
+        from urllib.parse import urlsplit
 
         self.url = url.rstrip("/")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"Not an http(s) URL: {url!r}")
+        self._scheme, self._host = parts.scheme, parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self.model = model
         self.version = version
-        self._http = httpx.Client(timeout=timeout_s)
+        self.timeout_s = timeout_s
+        self._conn = None
 
     def close(self) -> None:
-        self._http.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> "ServingClient":
         return self
@@ -632,50 +670,71 @@ class ServingClient:
         self.close()
 
     @property
-    def model_url(self) -> str:
+    def model_path(self) -> str:
         v = f"/versions/{self.version}" if self.version is not None else ""
-        return f"{self.url}/v1/models/{self.model}{v}"
+        return f"/v1/models/{self.model}{v}"
 
-    def _request(self, method: str, url: str, content: bytes | None = None):
-        import httpx
+    def _connection(self):
+        import http.client
 
-        try:
-            response = self._http.request(method, url, content=content,
-                                          headers={"Content-Type": "application/json"} if content else None)
-        except httpx.ConnectError as err:
-            raise ServerUnreachableError(
-                f"Cannot reach the model server at {self.url} ({err}). Is it running? Start it with "
-                "`python -m workbench serve` or `workbench.serve.serving()`, and check host and port."
-            ) from err
-        except httpx.TimeoutException as err:
-            raise ServingError(f"The model server at {self.url} did not answer within the timeout ({err}).") from err
-        if response.status_code >= 400:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(self._host, self._port, timeout=self.timeout_s)
+        return self._conn
+
+    def _request(self, method: str, path: str, content: bytes | None = None) -> tuple[int, dict, bytes]:
+        import http.client
+
+        headers = {"Content-Type": "application/json"} if content is not None else {}
+        for attempt in (1, 2):
+            conn = self._connection()
             try:
-                message = response.json().get("error", response.text)
-            except ValueError:
-                message = response.text
-            raise ServingError(f"{method} {url} -> {response.status_code}: {message}", response.status_code)
-        return response
+                conn.request(method, path, body=content, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (ConnectionRefusedError, socket.gaierror, OSError) as err:
+                self.close()
+                stale = isinstance(err, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
+                if stale and attempt == 1:
+                    continue  # the server closed a kept-alive connection: reconnect once
+                if isinstance(err, TimeoutError | socket.timeout):
+                    raise ServingError(f"The model server at {self.url} did not answer within "
+                                       f"{self.timeout_s:g} s ({method} {path}).") from err
+                raise ServerUnreachableError(
+                    f"Cannot reach the model server at {self.url} ({type(err).__name__}: {err}). Is it "
+                    "running? Start it with `python -m workbench serve` or `workbench.serve.serving()`, "
+                    "and check host and port."
+                ) from err
+        if response.status >= 400:
+            try:
+                message = json.loads(data).get("error", data.decode(errors="replace"))
+            except (ValueError, AttributeError):
+                message = data.decode(errors="replace")
+            raise ServingError(f"{method} {self.url}{path} -> {response.status}: {message}", response.status)
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
 
     def status(self) -> dict:
-        return self._request("GET", self.model_url).json()
+        return json.loads(self._request("GET", self.model_path)[2])
 
     def metadata(self) -> dict:
-        return self._request("GET", f"{self.model_url}/metadata").json()
+        return json.loads(self._request("GET", f"{self.model_path}/metadata")[2])
 
     def predict_body(self, body: bytes) -> Prediction:
         """POST a ready-made predict body; return outputs (predictions or outputs) and costs."""
+        import orjson
+
         t0 = time.perf_counter()
-        response = self._request("POST", f"{self.model_url}:predict", content=body)
+        _, headers, data = self._request("POST", f"{self.model_path}:predict", content=body)
         elapsed = (time.perf_counter() - t0) * 1e3
-        doc = response.json()
+        doc = orjson.loads(data)
         result = doc["predictions"] if "predictions" in doc else doc["outputs"]
         return Prediction(
             outputs=np.asarray(result, dtype=np.float32) if not isinstance(result, dict) else result,
             elapsed_ms=elapsed,
-            server_compute_ms=parse_server_timing(response.headers.get(SERVER_TIMING, "")).get("compute"),
+            server_compute_ms=parse_server_timing(headers.get("server-timing", "")).get("compute"),
             request_bytes=len(body),
-            response_bytes=len(response.content),
+            response_bytes=len(data),
         )
 
     def predict(self, images: np.ndarray, *, encoding: str = "json") -> Prediction:
