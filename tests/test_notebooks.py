@@ -38,7 +38,68 @@ def check_01(r: dict) -> None:
     assert r["footprint"]["training_set_bytes"] == 120 * 4 * 8 + 120 * 8  # 120 rows x 4 float64 + labels
 
 
-CHECKS: dict[str, Callable[[dict], None]] = {"01": check_01}
+def check_02(r: dict) -> None:
+    from workbench import paths
+
+    for arch in ("seed_cnn", "improved_cnn"):
+        m = r["models"][arch]
+        assert 0.0 <= m["test_accuracy"] <= 1.0 and m["macs"] > 0 and m["parameters"] > 0
+        assert m["images_per_second"] > 0
+    assert r["resume_epochs_trained"] == 0, "a completed run must resume without retraining"
+    assert r["export_reload_identical"] is True
+    assert (paths.serving_base() / paths.CLOUD_MODEL_NAME / "1" / "saved_model.pb").exists()
+    assert (paths.cloud_dir() / "cloud_model.json").exists()
+    assert not list(paths.serving_base().glob(f"{paths.CLOUD_MODEL_NAME}/.*tmp*")), "no half-written export"
+
+
+def check_03(r: dict) -> None:
+    from workbench import edge, paths
+
+    variants = {v["variant"]: v for v in r["variants"]}
+    assert set(variants) >= {"float32", "dynamic_range", "float16", "int8", "qat_int8", "pcqat_int8"}
+    for name, v in variants.items():  # agreement with the Keras model each came from
+        floor = 0.99 if name in ("float32", "float16", "pruned_float32") else 0.95
+        assert v["agreement_source"] >= floor, f"{name}: agreement {v['agreement_source']:.3f} < {floor}"
+    assert abs(r["pruned_sparsity"] - 0.8) < 0.01, "pruned weights must really be sparse at the target"
+    assert r["clustered_sparsity"] >= r["pruned_sparsity"] - 0.01, "clustering must preserve sparsity"
+    sweep = sorted(r["sparsity_sweep"], key=lambda row: row["target_sparsity"])
+    for row in sweep:
+        assert abs(row["measured_sparsity"] - row["target_sparsity"]) < 0.01
+    assert sweep[-1]["gzip_bytes"] < sweep[0]["gzip_bytes"], "gzip size must shrink with sparsity"
+    assert variants["pruned_float32"]["gzip_bytes"] < 0.5 * variants["float32"]["gzip_bytes"]
+    manifest = edge.read_manifest(paths.edge_dir())
+    assert manifest["default"] == "int8"
+    for entry in manifest["models"]:
+        assert (paths.edge_dir() / entry["file"]).exists()
+
+
+def check_04(r: dict) -> None:
+    assert r["load_test"]["failures"] == 0
+    assert r["metrics_requests_by_status"].get("200", 0) >= r["load_test"]["requests"]
+    assert set(r["winner_per_link"].values()) <= {"edge", "cloud"} and len(r["winner_per_link"]) == 6
+    payloads = {p["encoding"]: p for p in r["payloads"]}
+    assert payloads["png_b64"]["request_bytes"] < payloads["json"]["request_bytes"] < payloads["json_float"]["request_bytes"]
+    assert all(p["compute_p50_ms"] > 0 for p in payloads.values())
+    assert r["edge_cloud_agreement"] >= 0.9, "int8 edge and float cloud models should mostly agree"
+    assert r["netem_validation"] or r["netem_skipped_reason"]
+    for v in r["netem_validation"]:
+        assert v["error"] <= 0.15, v
+
+
+def check_05(r: dict) -> None:
+    assert r["split_agreement"] >= 0.98
+    sweep = r["cascade_sweep"]
+    assert sweep[0]["cloud_fraction"] == 0 and abs(sweep[0]["accuracy"] - r["edge_accuracy"]) < 1e-9
+    assert sweep[-1]["cloud_fraction"] == 1 and abs(sweep[-1]["accuracy"] - r["cloud_accuracy"]) < 1e-9
+    fractions = [row["cloud_fraction"] for row in sweep]
+    assert fractions == sorted(fractions)
+    assert len(r["best_split_per_link"]) == 6
+    assert 0.0 <= r["student_int8"]["accuracy"] <= 1.0 and r["student_int8"]["gzip_bytes"] > 0
+
+
+CHECKS: dict[str, Callable[[dict], None]] = {
+    "01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05,
+}
 
 
 @pytest.mark.notebooks

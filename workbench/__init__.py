@@ -18,11 +18,9 @@ Stage modules (one per step of the flow): ``paths``, ``data``, ``models``,
 from __future__ import annotations
 
 import os
-import sys
 
 __version__ = "0.1.0"
 
-_previous = os.environ.get("TF_USE_LEGACY_KERAS")
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # Quieter TensorFlow start-up logs; users can override in their shell.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -45,17 +43,8 @@ def check_keras() -> None:
     if not module.startswith("tf_keras"):
         raise KerasVersionError(
             f"tf.keras is {module} (Keras 3), but TensorFlow Model Optimization needs Keras 2 "
-            "(the tf-keras package). TensorFlow was imported before `workbench` set "
+            "(the tf-keras package). tf.keras was used before `workbench` set "
             "TF_USE_LEGACY_KERAS=1. Restart the kernel and `import workbench` first, or "
             "`export TF_USE_LEGACY_KERAS=1` before starting Python."
         )
 
-
-if "tensorflow" in sys.modules and _previous not in ("1", "true", "True"):
-    import warnings
-
-    warnings.warn(
-        "TensorFlow was imported before workbench, so tf.keras may be Keras 3. "
-        "Restart and `import workbench` before TensorFlow (see workbench.check_keras).",
-        stacklevel=2,
-    )
