@@ -6,13 +6,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lab report style clean help
+.PHONY: setup run test test-fast lab report style binder-check clean help
 
 help:
 	@echo "make run    set up, execute every notebook (full profile), write reports/index.html"
 	@echo "make test   set up, run unit tests and every notebook in the smoke profile"
 	@echo "make lab    set up, open JupyterLab on notebooks/"
 	@echo "make style  ruff check + format check"
+	@echo "make binder-check  build a fresh env from binder/ and check every notebook stays under 2 GB"
 
 setup: $(STAMP)
 
@@ -39,6 +40,9 @@ lab: setup
 
 report: setup
 	$(BIN)/python -m workbench report
+
+binder-check: setup
+	WORKBENCH_BINDER_CHECK=1 $(BIN)/python -m pytest -s tests/test_binder_build.py
 
 style: setup
 	$(BIN)/ruff check workbench tests

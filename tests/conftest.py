@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-SUBSET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-subset" / "cifar10_subset.npz"
+SUBSET = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "datasets"
+    / "cifar10-subset"
+    / "cifar10_subset.npz"
+)
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +24,10 @@ def workdirs(tmp_path_factory) -> dict[str, Path]:
     """
     root = tmp_path_factory.mktemp("workbench")
     dirs = {name: root / name for name in ("artifacts", "reports", "datasets")}
-    saved = {k: os.environ.get(k) for k in ("WORKBENCH_ARTIFACTS", "WORKBENCH_REPORTS", "WORKBENCH_DATASETS")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("WORKBENCH_ARTIFACTS", "WORKBENCH_REPORTS", "WORKBENCH_DATASETS")
+    }
     for name, path in dirs.items():
         path.mkdir()
         os.environ[f"WORKBENCH_{name.upper()}"] = str(path)

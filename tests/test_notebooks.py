@@ -35,7 +35,9 @@ def check_01(r: dict) -> None:
     assert r["k"] in r["cv_scores"] or str(r["k"]) in r["cv_scores"]
     assert r["reload_identical"] is True
     assert r["latency_ms"]["p50_ms"] > 0 and r["latency_ms"]["p95_ms"] >= r["latency_ms"]["p50_ms"]
-    assert r["footprint"]["training_set_bytes"] == 120 * 4 * 8 + 120 * 8  # 120 rows x 4 float64 + labels
+    assert (
+        r["footprint"]["training_set_bytes"] == 120 * 4 * 8 + 120 * 8
+    )  # 120 rows x 4 float64 + labels
 
 
 def check_02(r: dict) -> None:
@@ -49,19 +51,34 @@ def check_02(r: dict) -> None:
     assert r["export_reload_identical"] is True
     assert (paths.serving_base() / paths.CLOUD_MODEL_NAME / "1" / "saved_model.pb").exists()
     assert (paths.cloud_dir() / "cloud_model.json").exists()
-    assert not list(paths.serving_base().glob(f"{paths.CLOUD_MODEL_NAME}/.*tmp*")), "no half-written export"
+    assert not list(paths.serving_base().glob(f"{paths.CLOUD_MODEL_NAME}/.*tmp*")), (
+        "no half-written export"
+    )
 
 
 def check_03(r: dict) -> None:
     from workbench import edge, paths
 
     variants = {v["variant"]: v for v in r["variants"]}
-    assert set(variants) >= {"float32", "dynamic_range", "float16", "int8", "qat_int8", "pcqat_int8"}
+    assert set(variants) >= {
+        "float32",
+        "dynamic_range",
+        "float16",
+        "int8",
+        "qat_int8",
+        "pcqat_int8",
+    }
     for name, v in variants.items():  # agreement with the Keras model each came from
         floor = 0.99 if name in ("float32", "float16", "pruned_float32") else 0.95
-        assert v["agreement_source"] >= floor, f"{name}: agreement {v['agreement_source']:.3f} < {floor}"
-    assert abs(r["pruned_sparsity"] - 0.8) < 0.01, "pruned weights must really be sparse at the target"
-    assert r["clustered_sparsity"] >= r["pruned_sparsity"] - 0.01, "clustering must preserve sparsity"
+        assert v["agreement_source"] >= floor, (
+            f"{name}: agreement {v['agreement_source']:.3f} < {floor}"
+        )
+    assert abs(r["pruned_sparsity"] - 0.8) < 0.01, (
+        "pruned weights must really be sparse at the target"
+    )
+    assert r["clustered_sparsity"] >= r["pruned_sparsity"] - 0.01, (
+        "clustering must preserve sparsity"
+    )
     sweep = sorted(r["sparsity_sweep"], key=lambda row: row["target_sparsity"])
     for row in sweep:
         assert abs(row["measured_sparsity"] - row["target_sparsity"]) < 0.01
@@ -76,9 +93,15 @@ def check_03(r: dict) -> None:
 def check_04(r: dict) -> None:
     assert r["load_test"]["failures"] == 0
     assert r["metrics_requests_by_status"].get("200", 0) >= r["load_test"]["requests"]
-    assert set(r["winner_per_link"].values()) <= {"edge", "cloud"} and len(r["winner_per_link"]) == 6
+    assert (
+        set(r["winner_per_link"].values()) <= {"edge", "cloud"} and len(r["winner_per_link"]) == 6
+    )
     payloads = {p["encoding"]: p for p in r["payloads"]}
-    assert payloads["png_b64"]["request_bytes"] < payloads["json"]["request_bytes"] < payloads["json_float"]["request_bytes"]
+    assert (
+        payloads["png_b64"]["request_bytes"]
+        < payloads["json"]["request_bytes"]
+        < payloads["json_float"]["request_bytes"]
+    )
     assert all(p["compute_p50_ms"] > 0 for p in payloads.values())
     assert r["edge_cloud_agreement"] >= 0.9, "int8 edge and float cloud models should mostly agree"
     assert r["netem_validation"] or r["netem_skipped_reason"]
@@ -90,15 +113,23 @@ def check_05(r: dict) -> None:
     assert r["split_agreement"] >= 0.98
     sweep = r["cascade_sweep"]
     assert sweep[0]["cloud_fraction"] == 0 and abs(sweep[0]["accuracy"] - r["edge_accuracy"]) < 1e-9
-    assert sweep[-1]["cloud_fraction"] == 1 and abs(sweep[-1]["accuracy"] - r["cloud_accuracy"]) < 1e-9
+    assert (
+        sweep[-1]["cloud_fraction"] == 1 and abs(sweep[-1]["accuracy"] - r["cloud_accuracy"]) < 1e-9
+    )
     fractions = [row["cloud_fraction"] for row in sweep]
     assert fractions == sorted(fractions)
+    student = r["student_cascade_sweep"]
+    assert student[-1]["cloud_fraction"] == 1 and abs(student[-1]["accuracy"] - r["cloud_accuracy"]) < 1e-9
     assert len(r["best_split_per_link"]) == 6
     assert 0.0 <= r["student_int8"]["accuracy"] <= 1.0 and r["student_int8"]["gzip_bytes"] > 0
 
 
 CHECKS: dict[str, Callable[[dict], None]] = {
-    "01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05,
+    "01": check_01,
+    "02": check_02,
+    "03": check_03,
+    "04": check_04,
+    "05": check_05,
 }
 
 
@@ -107,10 +138,15 @@ CHECKS: dict[str, Callable[[dict], None]] = {
 def test_notebook(name: str, workdirs, cifar10_path) -> None:
     execution = _run(name, workdirs["reports"] / "executed")
     assert execution.output.exists()
+    assert 0 < execution.peak_memory_bytes < 2 * 1024**3, (
+        f"{name} peaked at {execution.peak_memory_bytes / 2**20:.0f} MiB: over mybinder.org's 2 GB"
+    )
     results = report.load_results(name)
     assert results.get("summary_keys"), f"{name} recorded no summary figures"
     for key in results["summary_keys"]:
-        assert results.get(key) is not None, f"{name} lists {key} as a key figure but never recorded it"
+        assert results.get(key) is not None, (
+            f"{name} lists {key} as a key figure but never recorded it"
+        )
     check = CHECKS.get(name[:2])
     if check:
         check(results)
@@ -121,7 +157,11 @@ def test_notebooks_are_committed_without_outputs() -> None:
 
     for name in NOTEBOOKS:
         nb = nbformat.read(runner.paths.notebooks_dir() / f"{name}.ipynb", as_version=4)
-        dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+        dirty = [
+            i
+            for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (c.outputs or c.execution_count)
+        ]
         assert not dirty, f"{name} has outputs in cells {dirty}: run nbstripout"
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"

@@ -24,12 +24,14 @@ def _tiny_model(seed: int):
     import tf_keras as keras
 
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,12 @@ def _expected(model, images):
 
 def post(server, path, body):
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(f"{server.url}{path}", content=content, timeout=30,
-                      headers={"Content-Type": "application/json"})
+    return httpx.post(
+        f"{server.url}{path}",
+        content=content,
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 # ---------------------------------------------------------------- the happy paths
@@ -98,14 +104,18 @@ def test_predict_every_encoding_matches_the_model(server, exported, images, enco
 def test_specific_version_is_served(server, exported, images):
     _, models = exported
     with serve.ServingClient(server.url, "tiny", version=1) as client:
-        np.testing.assert_allclose(client.predict(images).outputs, _expected(models[1], images), atol=1e-5)
+        np.testing.assert_allclose(
+            client.predict(images).outputs, _expected(models[1], images), atol=1e-5
+        )
 
 
 def test_row_format_with_named_inputs_and_columnar_object(server, exported, images):
     _, models = exported
     rows = post(server, "/v1/models/tiny:predict", {"instances": [{"images": images[0].tolist()}]})
     assert rows.status_code == 200
-    np.testing.assert_allclose(rows.json()["predictions"], _expected(models[2], images[:1]), atol=1e-5)
+    np.testing.assert_allclose(
+        rows.json()["predictions"], _expected(models[2], images[:1]), atol=1e-5
+    )
     cols = post(server, "/v1/models/tiny:predict", {"inputs": {"images": images[:2].tolist()}})
     assert cols.status_code == 200 and len(cols.json()["outputs"]) == 2
     assert "compute;dur=" in cols.headers["server-timing"]
@@ -116,26 +126,46 @@ def test_row_format_with_named_inputs_and_columnar_object(server, exported, imag
 ONE = np.zeros((1, 32, 32, 3)).tolist()
 
 
-@pytest.mark.parametrize("path, body, status, fragment", [
-    ("/v1/models/tiny:predict", b"{not json", 400, "JSON Parse error"),
-    ("/v1/models/tiny:predict", b"[1, 2]", 400, "JSON object"),
-    ("/v1/models/tiny:predict", {"instances": np.zeros((1, 28, 28, 3)).tolist()}, 400, "shape"),
-    ("/v1/models/tiny:predict", {"instances": [[[["a"] * 3] * 32] * 32]}, 400, "expected numbers"),
-    ("/v1/models/tiny:predict", b'{"instances": [[[[NaN, 0, 0]]]]}', 400, "NaN"),
-    ("/v1/models/tiny:predict", {"instances": []}, 400, "empty"),
-    ("/v1/models/tiny:predict", {"inputs": []}, 400, "empty"),
-    ("/v1/models/tiny:predict", {"instances": ONE, "inputs": ONE}, 400, "exactly one"),
-    ("/v1/models/tiny:predict", {"signature_name": "nope", "instances": ONE}, 400, "not found"),
-    ("/v1/models/tiny:predict", {"instances": [[[1, 2, 3]], [1]]}, 400, "ragged"),
-    ("/v1/models/tiny:predict", {"instances": [True]}, 400, "expected numbers"),
-    ("/v1/models/tiny:predict", {"signature_name": "predict_png", "instances": [{"b64": "!!!"}]}, 400, "base64"),
-    ("/v1/models/tiny:predict", {"signature_name": "predict_png",
-                                 "instances": [{"b64": base64.b64encode(b"not a png").decode()}]}, 400, "rejected"),
-    ("/v1/models/nope:predict", {"instances": ONE}, 404, "Servable not found"),
-    ("/v1/models/tiny/versions/7:predict", {"instances": ONE}, 404, "Specific(tiny, 7)"),
-    ("/v1/models/tiny/versions/x:predict", {"instances": ONE}, 400, "Invalid version"),
-    ("/v1/models/tiny:classify", {"instances": ONE}, 400, "Unsupported action"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, fragment",
+    [
+        ("/v1/models/tiny:predict", b"{not json", 400, "JSON Parse error"),
+        ("/v1/models/tiny:predict", b"[1, 2]", 400, "JSON object"),
+        ("/v1/models/tiny:predict", {"instances": np.zeros((1, 28, 28, 3)).tolist()}, 400, "shape"),
+        (
+            "/v1/models/tiny:predict",
+            {"instances": [[[["a"] * 3] * 32] * 32]},
+            400,
+            "expected numbers",
+        ),
+        ("/v1/models/tiny:predict", b'{"instances": [[[[NaN, 0, 0]]]]}', 400, "NaN"),
+        ("/v1/models/tiny:predict", {"instances": []}, 400, "empty"),
+        ("/v1/models/tiny:predict", {"inputs": []}, 400, "empty"),
+        ("/v1/models/tiny:predict", {"instances": ONE, "inputs": ONE}, 400, "exactly one"),
+        ("/v1/models/tiny:predict", {"signature_name": "nope", "instances": ONE}, 400, "not found"),
+        ("/v1/models/tiny:predict", {"instances": [[[1, 2, 3]], [1]]}, 400, "ragged"),
+        ("/v1/models/tiny:predict", {"instances": [True]}, 400, "expected numbers"),
+        (
+            "/v1/models/tiny:predict",
+            {"signature_name": "predict_png", "instances": [{"b64": "!!!"}]},
+            400,
+            "base64",
+        ),
+        (
+            "/v1/models/tiny:predict",
+            {
+                "signature_name": "predict_png",
+                "instances": [{"b64": base64.b64encode(b"not a png").decode()}],
+            },
+            400,
+            "rejected",
+        ),
+        ("/v1/models/nope:predict", {"instances": ONE}, 404, "Servable not found"),
+        ("/v1/models/tiny/versions/7:predict", {"instances": ONE}, 404, "Specific(tiny, 7)"),
+        ("/v1/models/tiny/versions/x:predict", {"instances": ONE}, 400, "Invalid version"),
+        ("/v1/models/tiny:classify", {"instances": ONE}, 400, "Unsupported action"),
+    ],
+)
 def test_bad_requests_get_4xx_json(server, path, body, status, fragment):
     r = post(server, path, body)
     assert r.status_code == status, r.text
@@ -229,8 +259,9 @@ def test_openapi_fuzz_has_no_server_errors(server):
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=20, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def fuzz(case):
             case.call_and_validate(base_url=server.url, checks=[not_a_server_error], timeout=30)
 

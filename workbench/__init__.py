@@ -47,4 +47,3 @@ def check_keras() -> None:
             "TF_USE_LEGACY_KERAS=1. Restart the kernel and `import workbench` first, or "
             "`export TF_USE_LEGACY_KERAS=1` before starting Python."
         )
-

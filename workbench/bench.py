@@ -37,7 +37,9 @@ class LatencyStats:
         )
 
 
-def summarize_ms(samples_ms: np.ndarray | list[float], first_ms: float = float("nan")) -> LatencyStats:
+def summarize_ms(
+    samples_ms: np.ndarray | list[float], first_ms: float = float("nan")
+) -> LatencyStats:
     """Percentiles of a list of latencies in milliseconds."""
     a = np.asarray(samples_ms, dtype=float)
     if a.size == 0:
@@ -85,7 +87,9 @@ def measure_latency(
     return summarize_ms(samples, first_ms)
 
 
-def measure_throughput(fn: Callable[[], object], *, items_per_call: int, min_seconds: float = 1.0) -> float:
+def measure_throughput(
+    fn: Callable[[], object], *, items_per_call: int, min_seconds: float = 1.0
+) -> float:
     """Items per second of ``fn()`` (throughput = workload / time), after one warm-up call."""
     fn()
     calls, start = 0, time.perf_counter()
@@ -129,6 +133,22 @@ def hardware() -> dict[str, object]:
         info["tensorflow"] = tf.__version__
         info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
     return info
+
+
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def int8_dot_product_flags() -> list[str]:
+    """CPU flags for 8-bit dot-product instructions (x86 VNNI/AMX, Arm dotprod/i8mm) this CPU has.
+
+    Without them, int8 kernels gain little over well-vectorised float32 (FMA) kernels.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            words = set(f.read().split())
+    except OSError:
+        return []
+    return [flag for flag in INT8_DOT_FLAGS if flag in words]
 
 
 def describe_hardware() -> str:

@@ -11,16 +11,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute every notebook with papermill and build the report")
-    run.add_argument("--profile", default="full", help="full (default) or a file in notebooks/params/")
+    run.add_argument(
+        "--profile", default="full", help="full (default) or a file in notebooks/params/"
+    )
     run.add_argument("notebooks", nargs="*", help="notebook stems to run (default: all, in order)")
 
     sub.add_parser("report", help="rebuild reports/index.html from recorded results")
 
     serve = sub.add_parser("serve", help="serve SavedModels with TensorFlow Serving's REST API")
-    serve.add_argument("--model-base", default=None, help="model base path (<base>/<name>/<version>/)")
+    serve.add_argument(
+        "--model-base", default=None, help="model base path (<base>/<name>/<version>/)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8501, help="port (TF Serving's REST default: 8501)")
-    serve.add_argument("--max-body-bytes", type=int, default=None, help="reject larger requests (413)")
+    serve.add_argument(
+        "--port", type=int, default=8501, help="port (TF Serving's REST default: 8501)"
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=None, help="reject larger requests (413)"
+    )
     serve.add_argument("--log-level", default="warning")
 
     args = parser.parse_args(argv)
@@ -40,8 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         from workbench import serve
 
         serve.run_server(
-            model_base=args.model_base, host=args.host, port=args.port,
-            max_body_bytes=args.max_body_bytes, log_level=args.log_level,
+            model_base=args.model_base,
+            host=args.host,
+            port=args.port,
+            max_body_bytes=args.max_body_bytes,
+            log_level=args.log_level,
         )
     return 0
 

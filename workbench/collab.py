@@ -88,21 +88,29 @@ def dequantize_activation(q: np.ndarray, scale: float, zero_point: int) -> np.nd
     return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def profile_splits(model, x_sample: np.ndarray, *, threads: int = 1, repeats: int = 50,
-                   points: list[SplitPoint] | None = None) -> list[dict]:
+def profile_splits(
+    model,
+    x_sample: np.ndarray,
+    *,
+    threads: int = 1,
+    repeats: int = 50,
+    points: list[SplitPoint] | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Measure every split point: edge prefix (TFLite) and cloud suffix (TensorFlow) latency, sizes.
 
     Args:
         model: the float Keras model (inputs scaled to [0, 1]).
-        x_sample: a few scaled images; the first is timed, all calibrate nothing here.
+        x_sample: scaled images; the first one is timed.
     """
     import tensorflow as tf
+    from tqdm.auto import tqdm
 
     from workbench import compress, edge
 
     rows = []
     one = x_sample[:1].astype(np.float32)
-    for p in points or split_points(model):
+    for p in tqdm(points or split_points(model), desc="split points", disable=not progress):
         prefix, suffix = split_model(model, p.index)
         edge_ms = 0.0
         if prefix is not None:
@@ -115,11 +123,21 @@ def profile_splits(model, x_sample: np.ndarray, *, threads: int = 1, repeats: in
         if suffix is not None:
             fn = tf.function(lambda a, s=suffix: s(a, training=False))
             a = tf.constant(activation)
-            cloud_ms = bench.measure_latency(lambda: fn(a).numpy(), warmup=5, repeats=repeats,
-                                             max_seconds=5).p50_ms
-        rows.append({"index": p.index, "after": p.after, "shape": "x".join(map(str, p.activation_shape)),
-                     "values": p.values, "float32_bytes": 4 * p.values, "int8_bytes": p.values,
-                     "edge_ms": edge_ms, "cloud_ms": cloud_ms})
+            cloud_ms = bench.measure_latency(
+                lambda fn=fn, a=a: fn(a).numpy(), warmup=5, repeats=repeats, max_seconds=5
+            ).p50_ms
+        rows.append(
+            {
+                "index": p.index,
+                "after": p.after,
+                "shape": "x".join(map(str, p.activation_shape)),
+                "values": p.values,
+                "float32_bytes": 4 * p.values,
+                "int8_bytes": p.values,
+                "edge_ms": edge_ms,
+                "cloud_ms": cloud_ms,
+            }
+        )
     return rows
 
 
@@ -128,8 +146,13 @@ def wire_bytes(int8_bytes: int) -> int:
     return 4 * ((int8_bytes + 2) // 3) + 60
 
 
-def best_splits(rows: list[dict], links: dict[str, network.LinkProfile], *, server_overhead_ms: float,
-                response_bytes: int) -> list[dict]:
+def best_splits(
+    rows: list[dict],
+    links: dict[str, network.LinkProfile],
+    *,
+    server_overhead_ms: float,
+    response_bytes: int,
+) -> list[dict]:
     """End-to-end latency of every split on every link; the best cut per link.
 
     A split with a cloud part costs: edge prefix + server overhead + cloud suffix + RTT +
@@ -142,13 +165,25 @@ def best_splits(rows: list[dict], links: dict[str, network.LinkProfile], *, serv
         for r in rows:
             total = r["edge_ms"]
             if r["index"] < last:
-                total += server_overhead_ms + r["cloud_ms"] + network.link_ms(
-                    link, wire_bytes(r["int8_bytes"]), response_bytes)
+                total += (
+                    server_overhead_ms
+                    + r["cloud_ms"]
+                    + network.link_ms(link, wire_bytes(r["int8_bytes"]), response_bytes)
+                )
             totals.append(total)
         best = int(np.argmin(totals))
-        out.append({"link": link.label, "key": name, "best_index": rows[best]["index"],
-                    "best_after": rows[best]["after"], "best_ms": totals[best],
-                    "all_edge_ms": totals[-1], "all_cloud_ms": totals[0], "totals": totals})
+        out.append(
+            {
+                "link": link.label,
+                "key": name,
+                "best_index": rows[best]["index"],
+                "best_after": rows[best]["after"],
+                "best_ms": totals[best],
+                "all_edge_ms": totals[-1],
+                "all_cloud_ms": totals[0],
+                "totals": totals,
+            }
+        )
     return out
 
 
@@ -184,13 +219,19 @@ def suffix_serving_module(suffix, activation_shape: tuple[int, ...], scale: floa
 
 def export_suffix(suffix, *, base, name: str, activation_shape, scale: float, zero_point: int):
     """Export a suffix model for the model server (``<base>/<name>/1/``, atomic)."""
-    import tensorflow as tf
-
     from pathlib import Path
 
+    import tensorflow as tf
+
     module = suffix_serving_module(suffix, activation_shape, scale, zero_point)
-    return train.atomic_write_dir(Path(base) / name / "1", lambda tmp: tf.saved_model.save(
-        module, str(tmp), signatures={"serving_default": module.serve, "activation_b64": module.serve_bytes}))
+    return train.atomic_write_dir(
+        Path(base) / name / "1",
+        lambda tmp: tf.saved_model.save(
+            module,
+            str(tmp),
+            signatures={"serving_default": module.serve, "activation_b64": module.serve_bytes},
+        ),
+    )
 
 
 def split_request(q_activations: np.ndarray) -> bytes:
@@ -198,15 +239,26 @@ def split_request(q_activations: np.ndarray) -> bytes:
     import base64
     import json
 
-    instances = [{"b64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()} for a in q_activations]
-    return json.dumps({"signature_name": "activation_b64", "instances": instances}, separators=(",", ":")).encode()
+    instances = [
+        {"b64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()} for a in q_activations
+    ]
+    return json.dumps(
+        {"signature_name": "activation_b64", "instances": instances}, separators=(",", ":")
+    ).encode()
 
 
 # ===================================================================== cascade
 
 
-def cascade_sweep(edge_probs: np.ndarray, cloud_probs: np.ndarray, y: np.ndarray, *, thresholds: np.ndarray,
-                  edge_ms: float, cloud_ms_per_link: dict[str, float]) -> list[dict]:
+def cascade_sweep(
+    edge_probs: np.ndarray,
+    cloud_probs: np.ndarray,
+    y: np.ndarray,
+    *,
+    thresholds: np.ndarray,
+    edge_ms: float,
+    cloud_ms_per_link: dict[str, float],
+) -> list[dict]:
     """Accuracy, share sent to the cloud, and latency per link, for each confidence threshold.
 
     A request is answered by the edge when its top probability is at least the threshold;
@@ -218,8 +270,11 @@ def cascade_sweep(edge_probs: np.ndarray, cloud_probs: np.ndarray, y: np.ndarray
     for t in thresholds:
         to_cloud = confidence < t
         pred = np.where(to_cloud, cloud_pred, edge_pred)
-        row = {"threshold": float(t), "accuracy": float(np.mean(pred == y)),
-               "cloud_fraction": float(np.mean(to_cloud))}
+        row = {
+            "threshold": float(t),
+            "accuracy": float(np.mean(pred == y)),
+            "cloud_fraction": float(np.mean(to_cloud)),
+        }
         for link, cloud_ms in cloud_ms_per_link.items():
             lat = edge_ms + to_cloud * cloud_ms
             row[f"{link}_mean_ms"] = float(lat.mean())
@@ -239,9 +294,21 @@ def pick_threshold(rows: list[dict], *, target_accuracy: float) -> dict:
 # ===================================================================== distillation
 
 
-def distill(student, teacher_probs: np.ndarray, x_train: np.ndarray, y_train: np.ndarray, *, epochs: int,
-            batch_size: int = 64, temperature: float = 4.0, alpha: float = 0.1, learning_rate: float = 2e-3,
-            augment: bool = False, seed: int = 0, progress: bool = True):
+def distill(
+    student,
+    teacher_probs: np.ndarray,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    temperature: float = 4.0,
+    alpha: float = 0.1,
+    learning_rate: float = 2e-3,
+    augment: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+):
     """Train ``student`` on a mix of labels and the teacher's softened outputs (Hinton et al., 2015).
 
     loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(teacher_T || student_T), where
@@ -259,7 +326,10 @@ def distill(student, teacher_probs: np.ndarray, x_train: np.ndarray, y_train: np
     ds = tf.data.Dataset.from_tensor_slices((x_train, y_train.astype(np.int64), soft))
     ds = ds.shuffle(len(x_train), seed=seed).batch(batch_size)
     optimizer = keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(learning_rate, epochs * int(np.ceil(len(x_train) / batch_size))))
+        keras.optimizers.schedules.CosineDecay(
+            learning_rate, epochs * int(np.ceil(len(x_train) / batch_size))
+        )
+    )
     ce = keras.losses.SparseCategoricalCrossentropy()
     flip = augment
 
@@ -271,14 +341,18 @@ def distill(student, teacher_probs: np.ndarray, x_train: np.ndarray, y_train: np
         with tf.GradientTape() as tape:
             p = student(x, training=True)
             log_p_t = tf.nn.log_softmax(tf.math.log(tf.clip_by_value(p, 1e-7, 1.0)) / temperature)
-            kl = tf.reduce_mean(tf.reduce_sum(s * (tf.math.log(tf.clip_by_value(s, 1e-7, 1.0)) - log_p_t), 1))
+            kl = tf.reduce_mean(
+                tf.reduce_sum(s * (tf.math.log(tf.clip_by_value(s, 1e-7, 1.0)) - log_p_t), 1)
+            )
             loss = alpha * ce(y, p) + (1 - alpha) * temperature**2 * kl
         grads = tape.gradient(loss, student.trainable_variables)
         optimizer.apply_gradients(zip(grads, student.trainable_variables, strict=True))
         return loss
 
     start = time.perf_counter()
-    bar = tqdm(range(epochs), desc="distillation" if alpha < 1 else "labels only", disable=not progress)
+    bar = tqdm(
+        range(epochs), desc="distillation" if alpha < 1 else "labels only", disable=not progress
+    )
     for _ in bar:
         losses = [float(step(x, y, s)) for x, y, s in ds]
         bar.set_postfix(loss=f"{np.mean(losses):.3f}")

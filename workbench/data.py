@@ -356,7 +356,11 @@ def save_npz_atomic(target: Path, data: Cifar10) -> Path:
     try:
         with open(tmp, "wb") as f:
             np.savez_compressed(
-                f, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test
+                f,
+                x_train=data.x_train,
+                y_train=data.y_train,
+                x_test=data.x_test,
+                y_test=data.y_test,
             )
         os.replace(tmp, target)
     finally:
@@ -371,9 +375,10 @@ def _download(target: Path, *, timeout_s: float) -> Path:
         return target
     tmp = target.with_name(target.name + ".part")
     try:
-        with urllib.request.urlopen(CIFAR10_URL, timeout=timeout_s) as response, open(
-            tmp, "wb"
-        ) as out:
+        with (
+            urllib.request.urlopen(CIFAR10_URL, timeout=timeout_s) as response,
+            open(tmp, "wb") as out,
+        ):
             _copy_with_progress(response, out, total=CIFAR10_BYTES)
         verify_archive(tmp)
         os.replace(tmp, target)

@@ -30,8 +30,9 @@ class EdgeModel:
         name: label used in messages (defaults to the file name).
     """
 
-    def __init__(self, source: str | os.PathLike | bytes, *, num_threads: int = 1,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, source: str | os.PathLike | bytes, *, num_threads: int = 1, name: str | None = None
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         if isinstance(source, bytes | bytearray):
@@ -41,7 +42,9 @@ class EdgeModel:
             self.path = Path(source)
             self.name = name or self.path.name
             if not self.path.exists():
-                raise EdgeModelError(f"No TFLite model at {self.path}: run notebook 03 to create it.")
+                raise EdgeModelError(
+                    f"No TFLite model at {self.path}: run notebook 03 to create it."
+                )
             content = self.path.read_bytes()
         where = self.path or self.name
         if len(content) < 8 or content[4:8] != b"TFL3":
@@ -90,9 +93,13 @@ class EdgeModel:
 
     def describe(self) -> dict:
         return {
-            "name": self.name, "bytes": self.size_bytes, "threads": self.num_threads,
-            "input_dtype": str(self.input_dtype), "input_shape": list(self.input_shape),
-            "input_scale": self.input_quantization[0], "input_zero_point": self.input_quantization[1],
+            "name": self.name,
+            "bytes": self.size_bytes,
+            "threads": self.num_threads,
+            "input_dtype": str(self.input_dtype),
+            "input_shape": list(self.input_shape),
+            "input_scale": self.input_quantization[0],
+            "input_zero_point": self.input_quantization[1],
             "output_dtype": str(self.output_dtype),
         }
 
@@ -123,8 +130,10 @@ class EdgeModel:
     def invoke_raw(self, x_raw: np.ndarray) -> np.ndarray:
         """Run one batch already in the input tensor's dtype; return the raw output tensor."""
         if tuple(x_raw.shape[1:]) != self.input_shape:
-            raise ValueError(f"{self.name} expects inputs of shape (batch, {', '.join(map(str, self.input_shape))}), "
-                             f"got {x_raw.shape}.")
+            raise ValueError(
+                f"{self.name} expects inputs of shape (batch, {', '.join(map(str, self.input_shape))}), "
+                f"got {x_raw.shape}."
+            )
         self._resize(len(x_raw))
         self._interpreter.set_tensor(self._input["index"], x_raw)
         self._interpreter.invoke()
@@ -135,16 +144,24 @@ class EdgeModel:
         x = np.asarray(x)
         if x.ndim == len(self.input_shape):
             x = x[None]
-        outs = [self.dequantize_output(self.invoke_raw(self.quantize_input(x[i:i + batch_size])))
-                for i in range(0, len(x), batch_size)]
+        outs = [
+            self.dequantize_output(self.invoke_raw(self.quantize_input(x[i : i + batch_size])))
+            for i in range(0, len(x), batch_size)
+        ]
         return np.concatenate(outs)
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         """Top-1 accuracy on float inputs ``x`` (model scale) and integer labels ``y``."""
         return float(np.mean(self.predict(x).argmax(1) == y))
 
-    def benchmark(self, x_one: np.ndarray, *, warmup: int = 20, repeats: int = 200,
-                  max_seconds: float | None = 20.0) -> bench.LatencyStats:
+    def benchmark(
+        self,
+        x_one: np.ndarray,
+        *,
+        warmup: int = 20,
+        repeats: int = 200,
+        max_seconds: float | None = 20.0,
+    ) -> bench.LatencyStats:
         """Single-input latency: quantize, set, invoke, read, dequantize; first call timed apart."""
         x_one = np.asarray(x_one)
         if x_one.ndim == len(self.input_shape):
@@ -152,8 +169,9 @@ class EdgeModel:
         self._resize(1)
         # Fresh interpreter state for an honest "first inference": re-allocate tensors.
         self._interpreter.allocate_tensors()
-        return bench.measure_latency(lambda: self.predict(x_one), warmup=warmup, repeats=repeats,
-                                     max_seconds=max_seconds)
+        return bench.measure_latency(
+            lambda: self.predict(x_one), warmup=warmup, repeats=repeats, max_seconds=max_seconds
+        )
 
 
 def agreement(probs_a: np.ndarray, probs_b: np.ndarray) -> float:
@@ -167,7 +185,9 @@ def agreement(probs_a: np.ndarray, probs_b: np.ndarray) -> float:
 MANIFEST = "manifest.json"
 
 
-def write_manifest(folder: Path, entries: list[dict], *, default: str, extra: dict | None = None) -> Path:
+def write_manifest(
+    folder: Path, entries: list[dict], *, default: str, extra: dict | None = None
+) -> Path:
     """Write the edge-model manifest notebooks 04 and 05 read (atomically)."""
     names = [e["variant"] for e in entries]
     if default not in names:
@@ -188,12 +208,16 @@ def read_manifest(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_from_manifest(folder: Path, variant: str | None = None, *, num_threads: int = 1) -> tuple[EdgeModel, dict]:
+def load_from_manifest(
+    folder: Path, variant: str | None = None, *, num_threads: int = 1
+) -> tuple[EdgeModel, dict]:
     """Load a variant listed in the manifest (its default when ``variant`` is None)."""
     manifest = read_manifest(folder)
     variant = variant or manifest["default"]
     entry = next((e for e in manifest["models"] if e["variant"] == variant), None)
     if entry is None:
-        raise KeyError(f"{variant!r} is not in {Path(folder) / MANIFEST}; it lists "
-                       f"{[e['variant'] for e in manifest['models']]}.")
+        raise KeyError(
+            f"{variant!r} is not in {Path(folder) / MANIFEST}; it lists "
+            f"{[e['variant'] for e in manifest['models']]}."
+        )
     return EdgeModel(Path(folder) / entry["file"], num_threads=num_threads, name=variant), entry

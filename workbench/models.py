@@ -26,9 +26,7 @@ def knn_cv_scores(
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return {
-        k: float(cross_val_score(build_knn(k), x_train, y_train, cv=cv).mean()) for k in ks
-    }
+    return {k: float(cross_val_score(build_knn(k), x_train, y_train, cv=cv).mean()) for k in ks}
 
 
 def best_k(scores: dict[int, float]) -> int:

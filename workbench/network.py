@@ -50,26 +50,71 @@ class LinkProfile:
 
 # Typical figures, not measurements of any one network. Medians move every year; change them
 # here (or build your own LinkProfile) to match the link you care about.
-PROFILES: dict[str, LinkProfile] = {p.name: p for p in [
-    # Switched gigabit Ethernet to a server in the same building (an on-premises "cloud").
-    LinkProfile("lan", "Wired LAN", 0.5, 1000, 1000, 0.1,
-                "switched 1 GbE, same site: sub-millisecond RTT is typical"),
-    # Home/office Wi-Fi on fixed broadband to a regional cloud data centre.
-    LinkProfile("wifi", "Wi-Fi + broadband", 20, 50, 150, 5,
-                "fixed-broadband medians in speed-test reports (~20 ms, ~50/150 Mbit/s)"),
-    # Public 5G (non-standalone), to a regional cloud.
-    LinkProfile("5g", "5G", 30, 40, 200, 8,
-                "mobile-network reports of 5G: ~25-35 ms latency, 100-300 Mbit/s down, 30-60 up"),
-    # 4G LTE.
-    LinkProfile("4g", "4G LTE", 50, 8, 25, 15,
-                "mobile-network reports of 4G: ~40-60 ms latency, 20-30 Mbit/s down, 5-10 up"),
-    # 3G, as the browser throttling presets model it.
-    LinkProfile("3g", "3G", 300, 0.75, 1.6, 50,
-                "Chrome DevTools / Lighthouse 'Fast 3G' preset: ~300 ms RTT, 1.6 Mbit/s down, 750 kbit/s up"),
-    # Geostationary satellite: 2 x 35,786 km up and down is ~480 ms of light travel alone.
-    LinkProfile("satellite", "GEO satellite", 600, 3, 25, 30,
-                "geostationary broadband: physics gives ~480 ms, measured RTTs 550-700 ms"),
-]}
+PROFILES: dict[str, LinkProfile] = {
+    p.name: p
+    for p in [
+        # Switched gigabit Ethernet to a server in the same building (an on-premises "cloud").
+        LinkProfile(
+            "lan",
+            "Wired LAN",
+            0.5,
+            1000,
+            1000,
+            0.1,
+            "switched 1 GbE, same site: sub-millisecond RTT is typical",
+        ),
+        # Home/office Wi-Fi on fixed broadband to a regional cloud data centre.
+        LinkProfile(
+            "wifi",
+            "Wi-Fi + broadband",
+            20,
+            50,
+            150,
+            5,
+            "fixed-broadband medians in speed-test reports (~20 ms, ~50/150 Mbit/s)",
+        ),
+        # Public 5G (non-standalone), to a regional cloud.
+        LinkProfile(
+            "5g",
+            "5G",
+            30,
+            40,
+            200,
+            8,
+            "mobile-network reports of 5G: ~25-35 ms latency, 100-300 Mbit/s down, 30-60 up",
+        ),
+        # 4G LTE.
+        LinkProfile(
+            "4g",
+            "4G LTE",
+            50,
+            8,
+            25,
+            15,
+            "mobile-network reports of 4G: ~40-60 ms latency, 20-30 Mbit/s down, 5-10 up",
+        ),
+        # 3G, as the browser throttling presets model it.
+        LinkProfile(
+            "3g",
+            "3G",
+            300,
+            0.75,
+            1.6,
+            50,
+            "Chrome DevTools / Lighthouse 'Fast 3G' preset: ~300 ms RTT, 1.6 Mbit/s down, 750 kbit/s up",
+        ),
+        # Geostationary satellite: 2 x 35,786 km up and down is ~480 ms of light travel alone.
+        LinkProfile(
+            "satellite",
+            "GEO satellite",
+            600,
+            3,
+            25,
+            30,
+            "geostationary broadband: physics gives ~480 ms, measured RTTs 550-700 ms",
+        ),
+    ]
+}
 
 
 def transfer_ms(n_bytes: float, mbps: float) -> float:
@@ -77,7 +122,9 @@ def transfer_ms(n_bytes: float, mbps: float) -> float:
     return n_bytes * 8 / (mbps * 1e6) * 1e3
 
 
-def link_ms(link: LinkProfile, request_bytes: float, response_bytes: float, *, quantile: float = 0.5) -> float:
+def link_ms(
+    link: LinkProfile, request_bytes: float, response_bytes: float, *, quantile: float = 0.5
+) -> float:
     """The network part of one request: RTT (plus jitter at a quantile) and both transfers.
 
     Jitter is modelled as normal around the RTT; ``quantile=0.95`` adds 1.645 sigma.
@@ -86,29 +133,53 @@ def link_ms(link: LinkProfile, request_bytes: float, response_bytes: float, *, q
 
     z = NormalDist().inv_cdf(quantile) if quantile != 0.5 else 0.0
     rtt = max(0.0, link.rtt_ms + z * link.jitter_ms)
-    return rtt + transfer_ms(request_bytes, link.uplink_mbps) + transfer_ms(response_bytes, link.downlink_mbps)
+    return (
+        rtt
+        + transfer_ms(request_bytes, link.uplink_mbps)
+        + transfer_ms(response_bytes, link.downlink_mbps)
+    )
 
 
-def cloud_latency_ms(server_ms: float, link: LinkProfile, request_bytes: float, response_bytes: float,
-                     *, quantile: float = 0.5) -> float:
+def cloud_latency_ms(
+    server_ms: float,
+    link: LinkProfile,
+    request_bytes: float,
+    response_bytes: float,
+    *,
+    quantile: float = 0.5,
+) -> float:
     """Modelled end-to-end latency of a cloud request: server time plus :func:`link_ms`."""
     return server_ms + link_ms(link, request_bytes, response_bytes, quantile=quantile)
 
 
-def crossover_rtt_ms(edge_ms: float, server_ms: float, link: LinkProfile, request_bytes: float,
-                     response_bytes: float) -> float:
+def crossover_rtt_ms(
+    edge_ms: float, server_ms: float, link: LinkProfile, request_bytes: float, response_bytes: float
+) -> float:
     """The RTT below which the cloud beats the edge on ``link``'s bandwidths (negative: never)."""
-    transfers = transfer_ms(request_bytes, link.uplink_mbps) + transfer_ms(response_bytes, link.downlink_mbps)
+    transfers = transfer_ms(request_bytes, link.uplink_mbps) + transfer_ms(
+        response_bytes, link.downlink_mbps
+    )
     return edge_ms - server_ms - transfers
 
 
-def latency_grid(server_ms: float, request_bytes: float, response_bytes: float, *,
-                 rtts_ms: np.ndarray, uplinks_mbps: np.ndarray, downlink_ratio: float = 3.0) -> np.ndarray:
+def latency_grid(
+    server_ms: float,
+    request_bytes: float,
+    response_bytes: float,
+    *,
+    rtts_ms: np.ndarray,
+    uplinks_mbps: np.ndarray,
+    downlink_ratio: float = 3.0,
+) -> np.ndarray:
     """Modelled cloud latency over a grid of RTT (rows) and uplink bandwidth (columns)."""
     rtt = np.asarray(rtts_ms)[:, None]
     up = np.asarray(uplinks_mbps)[None, :]
-    return (server_ms + rtt + request_bytes * 8 / (up * 1e6) * 1e3
-            + response_bytes * 8 / (up * downlink_ratio * 1e6) * 1e3)
+    return (
+        server_ms
+        + rtt
+        + request_bytes * 8 / (up * 1e6) * 1e3
+        + response_bytes * 8 / (up * downlink_ratio * 1e6) * 1e3
+    )
 
 
 # ===================================================================== real emulated links
@@ -135,7 +206,23 @@ def netem_available() -> tuple[bool, str]:
         return False, f"cannot create a network namespace: {err.stderr.strip()}"
     try:
         _run(["ip", "netns", "exec", probe, "ip", "link", "set", "lo", "up"])
-        _run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
+        _run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                probe,
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "lo",
+                "root",
+                "netem",
+                "delay",
+                "1ms",
+            ]
+        )
     except subprocess.CalledProcessError as err:
         return False, f"tc netem is not available in this kernel ({err.stderr.strip() or err})"
     finally:
@@ -171,11 +258,44 @@ def emulated_link(link: LinkProfile, *, jitter: bool = False) -> Iterator[str]:
         _run([*ns, "ip", "link", "set", NS_IF, "up"])
         _run([*ns, "ip", "link", "set", "lo", "up"])
         half = f"{link.rtt_ms / 2:.3f}ms"
-        spread = [f"{link.jitter_ms / 2:.3f}ms", "distribution", "normal"] if jitter and link.jitter_ms else []
-        _run(["tc", "qdisc", "add", "dev", HOST_IF, "root", "netem", "delay", half, *spread,
-              "rate", f"{link.uplink_mbps}mbit"])
-        _run([*ns, "tc", "qdisc", "add", "dev", NS_IF, "root", "netem", "delay", half, *spread,
-              "rate", f"{link.downlink_mbps}mbit"])
+        spread = (
+            [f"{link.jitter_ms / 2:.3f}ms", "distribution", "normal"]
+            if jitter and link.jitter_ms
+            else []
+        )
+        _run(
+            [
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                HOST_IF,
+                "root",
+                "netem",
+                "delay",
+                half,
+                *spread,
+                "rate",
+                f"{link.uplink_mbps}mbit",
+            ]
+        )
+        _run(
+            [
+                *ns,
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                NS_IF,
+                "root",
+                "netem",
+                "delay",
+                half,
+                *spread,
+                "rate",
+                f"{link.downlink_mbps}mbit",
+            ]
+        )
         yield NS_IP
     finally:
         teardown()
@@ -187,8 +307,17 @@ def teardown() -> None:
     subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
 
 
-def validate_model(link: LinkProfile, *, model_base, model_name: str, body: bytes, loopback_p50_ms: float,
-                   response_bytes: int, requests: int = 20, warmup: int = 3) -> dict:
+def validate_model(
+    link: LinkProfile,
+    *,
+    model_base,
+    model_name: str,
+    body: bytes,
+    loopback_p50_ms: float,
+    response_bytes: int,
+    requests: int = 20,
+    warmup: int = 3,
+) -> dict:
     """Measure real round trips over an emulated ``link`` and compare with the latency model.
 
     Returns:
@@ -204,14 +333,28 @@ def validate_model(link: LinkProfile, *, model_base, model_name: str, body: byte
     measured = bench.summarize_ms(samples)
     # Wire bytes: the body plus the HTTP headers either way (~200 bytes each, counted roughly).
     predicted = cloud_latency_ms(loopback_p50_ms, link, len(body) + 200, response_bytes + 200)
-    return {"link": link.name, "measured_p50_ms": measured.p50_ms, "measured_p95_ms": measured.p95_ms,
-            "predicted_ms": predicted, "error": abs(predicted - measured.p50_ms) / measured.p50_ms,
-            "requests": requests}
+    return {
+        "link": link.name,
+        "measured_p50_ms": measured.p50_ms,
+        "measured_p95_ms": measured.p95_ms,
+        "predicted_ms": predicted,
+        "error": abs(predicted - measured.p50_ms) / measured.p50_ms,
+        "requests": requests,
+    }
 
 
-def compare_links(*, edge_p50_ms: float, edge_p95_ms: float, loopback_p50_ms: float, loopback_p95_ms: float,
-                  request_bytes: int, response_bytes: int, edge_accuracy: float, cloud_accuracy: float,
-                  profiles: dict[str, LinkProfile] | None = None) -> list[dict]:
+def compare_links(
+    *,
+    edge_p50_ms: float,
+    edge_p95_ms: float,
+    loopback_p50_ms: float,
+    loopback_p95_ms: float,
+    request_bytes: int,
+    response_bytes: int,
+    edge_accuracy: float,
+    cloud_accuracy: float,
+    profiles: dict[str, LinkProfile] | None = None,
+) -> list[dict]:
     """Edge against cloud on every link: measured edge, measured loopback + modelled link.
 
     The cloud's p50 is the loopback p50 plus the link at its median; its p95 is the
@@ -223,13 +366,21 @@ def compare_links(*, edge_p50_ms: float, edge_p95_ms: float, loopback_p50_ms: fl
         link_p95 = link_ms(link, request_bytes, response_bytes, quantile=0.95)
         cloud_p50 = loopback_p50_ms + link_p50
         cloud_p95 = loopback_p95_ms + link_p95
-        rows.append({
-            "link": link.label, "rtt_ms": link.rtt_ms, "uplink_mbps": link.uplink_mbps,
-            "edge_p50_ms": edge_p50_ms, "edge_p95_ms": edge_p95_ms,
-            "cloud_measured_p50_ms": loopback_p50_ms, "cloud_modelled_link_p50_ms": link_p50,
-            "cloud_p50_ms": cloud_p50, "cloud_p95_ms": cloud_p95,
-            "edge_accuracy": edge_accuracy, "cloud_accuracy": cloud_accuracy,
-            "faster": "edge" if edge_p50_ms < cloud_p50 else "cloud",
-            "speed_ratio": cloud_p50 / edge_p50_ms,
-        })
+        rows.append(
+            {
+                "link": link.label,
+                "rtt_ms": link.rtt_ms,
+                "uplink_mbps": link.uplink_mbps,
+                "edge_p50_ms": edge_p50_ms,
+                "edge_p95_ms": edge_p95_ms,
+                "cloud_measured_p50_ms": loopback_p50_ms,
+                "cloud_modelled_link_p50_ms": link_p50,
+                "cloud_p50_ms": cloud_p50,
+                "cloud_p95_ms": cloud_p95,
+                "edge_accuracy": edge_accuracy,
+                "cloud_accuracy": cloud_accuracy,
+                "faster": "edge" if edge_p50_ms < cloud_p50 else "cloud",
+                "speed_ratio": cloud_p50 / edge_p50_ms,
+            }
+        )
     return rows

@@ -21,7 +21,9 @@ def cv_curve(scores: dict[int, float], chosen: int, *, title: str = "Cross-valid
     return fig
 
 
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *, title: str = ""):
+def confusion(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *, title: str = ""
+):
     """A labelled confusion matrix with counts in each cell."""
     from sklearn.metrics import confusion_matrix
 
@@ -35,15 +37,30 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
     ax.set(xlabel="predicted", ylabel="true", title=title or "Confusion matrix")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, cm[i, j], ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                cm[i, j],
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+                fontsize=8,
+            )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
 
 
-def decision_regions(model, x2: np.ndarray, y: np.ndarray, *, feature_names: Sequence[str],
-                     class_names: Sequence[str], title: str = "", ax=None):
+def decision_regions(
+    model,
+    x2: np.ndarray,
+    y: np.ndarray,
+    *,
+    feature_names: Sequence[str],
+    class_names: Sequence[str],
+    title: str = "",
+    ax=None,
+):
     """Decision regions of a classifier fitted on two features, with the samples on top."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
@@ -55,7 +72,9 @@ def decision_regions(model, x2: np.ndarray, y: np.ndarray, *, feature_names: Seq
         np.linspace(x2[:, 1].min() - pad, x2[:, 1].max() + pad, 250),
     )
     zz = model.predict(np.c_[xx.ravel(), yy.ravel()]).reshape(xx.shape)
-    ax.contourf(xx, yy, zz, alpha=0.25, cmap="viridis", levels=np.arange(len(class_names) + 1) - 0.5)
+    ax.contourf(
+        xx, yy, zz, alpha=0.25, cmap="viridis", levels=np.arange(len(class_names) + 1) - 0.5
+    )
     for c, name in enumerate(class_names):
         ax.scatter(*x2[y == c].T, s=18, label=name, edgecolor="k", linewidth=0.3)
     ax.set(xlabel=feature_names[0], ylabel=feature_names[1], title=title)
@@ -98,7 +117,14 @@ def training_curves(histories: dict[str, dict[str, list[float]]]):
     return fig
 
 
-def bars(values: dict[str, float], *, ylabel: str, title: str = "", fmt: str = "{:.2f}", log: bool = False):
+def bars(
+    values: dict[str, float],
+    *,
+    ylabel: str,
+    title: str = "",
+    fmt: str = "{:.2f}",
+    log: bool = False,
+):
     """A labelled bar chart (e.g. inference time [ms] per variant)."""
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(values) + 2), 3.4))
     names = list(values)
@@ -113,8 +139,15 @@ def bars(values: dict[str, float], *, ylabel: str, title: str = "", fmt: str = "
     return fig
 
 
-def scatter_tradeoff(points: dict[str, tuple[float, float]], *, xlabel: str, ylabel: str,
-                     title: str = "", logx: bool = True, frontier: bool = True):
+def scatter_tradeoff(
+    points: dict[str, tuple[float, float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = True,
+    frontier: bool = True,
+):
     """Labelled points (x, y) with the Pareto frontier (smaller x, larger y is better) drawn."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (name, (x, y)) in enumerate(points.items()):
@@ -127,7 +160,9 @@ def scatter_tradeoff(points: dict[str, tuple[float, float]], *, xlabel: str, yla
             if y > best:
                 front.append((x, y))
                 best = y
-        ax.step(*zip(*front, strict=True), where="post", color="gray", ls=":", label="Pareto frontier")
+        ax.step(
+            *zip(*front, strict=True), where="post", color="gray", ls=":", label="Pareto frontier"
+        )
         ax.legend(fontsize=8)
     if logx:
         ax.set_xscale("log")

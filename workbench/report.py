@@ -105,7 +105,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
 def summary_rows() -> list[dict[str, Any]]:
     """Key figures of every notebook that has recorded results, one row per figure."""
     rows = []
-    for path in sorted(paths.reports_dir("results").glob("*.json")):
+    for path in sorted(paths.reports_dir("results").glob("[0-9][0-9]-*.json")):
         values = json.loads(path.read_text())
         for key in values.get("summary_keys", []):
             rows.append({"notebook": path.stem, "figure": key, "value": values.get(key)})
@@ -123,18 +123,38 @@ def build_index(notebooks: list[str] | None = None) -> Path:
         "img{max-width:100%;border:1px solid #eee;margin:.5em 0}</style></head><body>",
         "<h1>Edge-cloud workbench: report of the whole flow</h1>",
     ]
-    results = {p.stem: json.loads(p.read_text()) for p in sorted((root / "results").glob("*.json"))}
+    results = {
+        p.stem: json.loads(p.read_text())
+        for p in sorted((root / "results").glob("[0-9][0-9]-*.json"))
+    }
     hw = next((v.get("hardware") for v in results.values() if v.get("hardware")), None)
     if hw:
         parts.append(f"<p><strong>Hardware:</strong> {html.escape(str(hw))}</p>")
+    runs_file = root / "results" / "runs.json"
+    if runs_file.exists():
+        runs = json.loads(runs_file.read_text())
+        parts.append("<h2>Notebook runs</h2>")
+        parts.append(
+            _table(
+                [{"notebook": k, **v} for k, v in sorted(runs.items())],
+                ["notebook", "profile", "seconds", "peak_memory_mib"],
+            )
+        )
     parts.append("<h2>Key figures</h2>")
-    parts.append(_table(summary_rows(), ["notebook", "figure", "value"]))
+    parts.append(
+        _table(
+            [{**r, "value": short(r["value"])} for r in summary_rows()],
+            ["notebook", "figure", "value"],
+        )
+    )
     for name, values in results.items():
         parts.append(f"<h2>{html.escape(name)}</h2>")
         executed = root / "html" / f"{name}.html"
         if executed.exists():
-            parts.append(f"<p><a href='html/{name}.html'>Executed notebook (HTML)</a> · "
-                         f"<a href='executed/{name}.ipynb'>.ipynb</a></p>")
+            parts.append(
+                f"<p><a href='html/{name}.html'>Executed notebook (HTML)</a> · "
+                f"<a href='executed/{name}.ipynb'>.ipynb</a></p>"
+            )
         for key in values.get("report_tables", []):
             rows = values.get(key)
             if isinstance(rows, list) and rows and isinstance(rows[0], dict):

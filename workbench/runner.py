@@ -25,6 +25,52 @@ class Execution:
     name: str
     output: Path
     seconds: float
+    peak_memory_bytes: int  # peak RSS of the kernel and its children (e.g. the model server)
+
+
+class MemorySampler:
+    """Samples the summed RSS of this process's kernel children (and their children) in a thread.
+
+    Papermill starts the kernel as a child of this process; the notebook may start more
+    processes (the model server). Their RSS is summed every ``interval_s`` and the peak kept,
+    which is what counts against a memory limit such as mybinder.org's 2 GB.
+    """
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        import threading
+
+        import psutil
+
+        self._me = psutil.Process()
+        self._known = {c.pid for c in self._me.children(recursive=True)}
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def _sample(self) -> int:
+        import psutil
+
+        total = 0
+        for child in self._me.children(recursive=True):
+            if child.pid in self._known:
+                continue
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.peak = max(self.peak, self._sample())
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
 
 
 def notebook_names() -> list[str]:
@@ -38,7 +84,9 @@ def profile_parameters(name: str, profile: str) -> dict:
         return {}
     file = paths.notebooks_dir() / "params" / f"{profile}.yaml"
     if not file.exists():
-        raise FileNotFoundError(f"No profile file {file}; profiles are 'full' or a YAML in notebooks/params/.")
+        raise FileNotFoundError(
+            f"No profile file {file}; profiles are 'full' or a YAML in notebooks/params/."
+        )
     sections = yaml.safe_load(file.read_text()) or {}
     return dict(sections.get(name) or {})
 
@@ -51,8 +99,14 @@ def kernel_name() -> str:
     return "workbench" if "workbench" in specs else "python3"
 
 
-def execute(name: str, *, profile: str = "full", out_dir: Path | None = None,
-            extra_parameters: dict | None = None, progress: bool = True) -> Execution:
+def execute(
+    name: str,
+    *,
+    profile: str = "full",
+    out_dir: Path | None = None,
+    extra_parameters: dict | None = None,
+    progress: bool = True,
+) -> Execution:
     """Run one notebook top to bottom; write the executed copy to ``out_dir``.
 
     Raises:
@@ -67,18 +121,44 @@ def execute(name: str, *, profile: str = "full", out_dir: Path | None = None,
     parameters = profile_parameters(name, profile) | (extra_parameters or {})
     start = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(src), str(output), parameters=parameters, kernel_name=kernel_name(),
-            cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
-        )
+        with MemorySampler() as memory:
+            pm.execute_notebook(
+                str(src),
+                str(output),
+                parameters=parameters,
+                kernel_name=kernel_name(),
+                cwd=str(paths.notebooks_dir()),
+                progress_bar=progress,
+                log_output=False,
+            )
     except pm.PapermillExecutionError as err:
         cell_source = _failing_cell_source(output, err.exec_count)
         raise NotebookFailed(
             f"Notebook {name} failed in cell [{err.exec_count}] ({err.ename}: {err.evalue}).\n"
-            f"--- cell source ---\n{cell_source}\n--- traceback ---\n" + "\n".join(err.traceback)
+            f"--- cell source ---\n{cell_source}\n--- traceback ---\n"
+            + "\n".join(err.traceback)
             + f"\nExecuted copy: {output}"
         ) from None
-    return Execution(name, output, time.perf_counter() - start)
+    execution = Execution(name, output, time.perf_counter() - start, memory.peak)
+    _record_run(execution, profile)
+    return execution
+
+
+def _record_run(execution: Execution, profile: str) -> None:
+    """Add the run time and peak memory to ``reports/results/runs.json`` for the index."""
+    import json
+    import os
+
+    path = paths.reports_dir("results") / "runs.json"
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    runs[execution.name] = {
+        "profile": profile,
+        "seconds": round(execution.seconds, 1),
+        "peak_memory_mib": round(execution.peak_memory_bytes / 2**20, 1),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(runs, indent=2, sort_keys=True))
+    os.replace(tmp, path)
 
 
 def _failing_cell_source(output: Path, exec_count: int | None) -> str:
@@ -117,7 +197,11 @@ def run_all(profile: str = "full", names: list[str] | None = None) -> list[Execu
         print(f"==> {name} ({profile} profile)", flush=True)
         execution = execute(name, profile=profile)
         to_html(execution.output)
-        print(f"    done in {execution.seconds:.0f} s -> {execution.output}", flush=True)
+        print(
+            f"    done in {execution.seconds:.0f} s, peak kernel memory "
+            f"{execution.peak_memory_bytes / 2**20:,.0f} MiB -> {execution.output}",
+            flush=True,
+        )
         done.append(execution)
     index = report.build_index()
     print("\nKey figures:")

@@ -20,10 +20,9 @@ The same :class:`workbench.serve.ServingClient` works against this server and
 against a real TensorFlow Serving container (see the README).
 """
 
-
+import atexit
 import base64
 import binascii
-import atexit
 import contextlib
 import functools
 import json
@@ -67,8 +66,14 @@ class RequestError(Exception):
 # ===================================================================== model registry
 
 _DTYPE_NAMES = {
-    "float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int8": "DT_INT8", "uint8": "DT_UINT8",
-    "int32": "DT_INT32", "int64": "DT_INT64", "string": "DT_STRING", "float16": "DT_HALF",
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "int8": "DT_INT8",
+    "uint8": "DT_UINT8",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "string": "DT_STRING",
+    "float16": "DT_HALF",
 }
 
 
@@ -84,13 +89,18 @@ class Signature:
     def metadata(self) -> dict:
         def spec(s, key):
             dims = [{"size": str(-1 if d is None else d), "name": ""} for d in s.shape.as_list()]
-            return {"dtype": _DTYPE_NAMES.get(s.dtype.name, s.dtype.name.upper()),
-                    "tensor_shape": {"dim": dims, "unknown_rank": False}, "name": key}
+            return {
+                "dtype": _DTYPE_NAMES.get(s.dtype.name, s.dtype.name.upper()),
+                "tensor_shape": {"dim": dims, "unknown_rank": False},
+                "name": key,
+            }
 
         return {
             "inputs": {k: spec(v, f"{self.name}_{k}:0") for k, v in self.inputs.items()},
-            "outputs": {k: spec(v, f"StatefulPartitionedCall:{i}") for i, (k, v) in
-                        enumerate(self.outputs.items())},
+            "outputs": {
+                k: spec(v, f"StatefulPartitionedCall:{i}")
+                for i, (k, v) in enumerate(self.outputs.items())
+            },
             "method_name": "tensorflow/serving/predict",
         }
 
@@ -130,14 +140,20 @@ class ModelRegistry:
                 f"Model base path {self.base} does not exist. Export a model first (notebook 02) or "
                 "pass --model-base pointing at a folder laid out as <base>/<name>/<version>/."
             )
-        for model_dir in sorted(p for p in self.base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+        for model_dir in sorted(
+            p for p in self.base.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ):
+            for version_dir in sorted(
+                p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()
+            ):
                 if not (version_dir / "saved_model.pb").exists():
                     continue
                 try:
                     m = load_saved_model(version_dir, model_dir.name, int(version_dir.name))
                 except Exception as err:  # noqa: BLE001 - a broken model must not stop the others
-                    self.errors[f"{model_dir.name}/{version_dir.name}"] = f"{type(err).__name__}: {err}"
+                    self.errors[f"{model_dir.name}/{version_dir.name}"] = (
+                        f"{type(err).__name__}: {err}"
+                    )
                     continue
                 self.models.setdefault(model_dir.name, {})[m.version] = m
 
@@ -160,10 +176,16 @@ class ModelRegistry:
         else:
             self.get(name, version)
             chosen = [version]
-        return {"model_version_status": [
-            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            for v in chosen
-        ]}
+        return {
+            "model_version_status": [
+                {
+                    "version": str(v),
+                    "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+                for v in chosen
+            ]
+        }
 
 
 # ===================================================================== request decoding
@@ -192,7 +214,8 @@ def _to_array(value: Any, spec, what: str) -> np.ndarray:
         if arr.dtype.kind not in "iuf" or arr.dtype == bool:
             raise RequestError(
                 f"{what}: expected numbers for a {_DTYPE_NAMES.get(dtype.name, dtype.name)} tensor, "
-                f"got {arr.dtype.kind!r} values (strings or booleans?)")
+                f"got {arr.dtype.kind!r} values (strings or booleans?)"
+            )
         target = np.dtype(dtype.as_numpy_dtype)
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise RequestError(f"{what}: NaN or Infinity is not allowed")
@@ -201,12 +224,18 @@ def _to_array(value: Any, spec, what: str) -> np.ndarray:
                 raise RequestError(f"{what}: expected integers for {target.name}")
             info = np.iinfo(target)
             if arr.size and (arr.min() < info.min or arr.max() > info.max):
-                raise RequestError(f"{what}: values outside the {target.name} range [{info.min}, {info.max}]")
+                raise RequestError(
+                    f"{what}: values outside the {target.name} range [{info.min}, {info.max}]"
+                )
         arr = arr.astype(target)
     expected = spec.shape.as_list()
-    if arr.ndim != len(expected) or any(e is not None and e != a for e, a in zip(expected, arr.shape, strict=False)):
+    if arr.ndim != len(expected) or any(
+        e is not None and e != a for e, a in zip(expected, arr.shape, strict=False)
+    ):
         shown = "[" + ", ".join("-1" if e is None else str(e) for e in expected) + "]"
-        raise RequestError(f"{what}: shape {list(arr.shape)} does not match the signature's {shown}")
+        raise RequestError(
+            f"{what}: shape {list(arr.shape)} does not match the signature's {shown}"
+        )
     if arr.shape and arr.shape[0] == 0:
         raise RequestError(f"{what}: empty batch; send at least one instance")
     return arr
@@ -215,7 +244,7 @@ def _to_array(value: Any, spec, what: str) -> np.ndarray:
 def _decode_strings(value: Any, what: str) -> Any:
     if isinstance(value, dict):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
-            raise RequestError(f"{what}: binary values must be {{\"b64\": \"<base64>\"}}")
+            raise RequestError(f'{what}: binary values must be {{"b64": "<base64>"}}')
         try:
             return base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, ValueError) as err:
@@ -224,7 +253,7 @@ def _decode_strings(value: Any, what: str) -> Any:
         return [_decode_strings(v, what) for v in value]
     if isinstance(value, str):
         return value.encode()
-    raise RequestError(f"{what}: expected strings or {{\"b64\": ...}} values")
+    raise RequestError(f'{what}: expected strings or {{"b64": ...}} values')
 
 
 def parse_body(body: bytes) -> dict:
@@ -259,8 +288,11 @@ def decode_request(doc: dict, signature: Signature) -> tuple[dict[str, np.ndarra
             raise RequestError("'instances' must be a list")
         if not instances:
             raise RequestError("'instances' is empty; send at least one instance")
-        if len(names) == 1 and not (isinstance(instances[0], dict) and set(instances[0]) == {names[0]}
-                                    and not _is_b64(instances[0])):
+        if len(names) == 1 and not (
+            isinstance(instances[0], dict)
+            and set(instances[0]) == {names[0]}
+            and not _is_b64(instances[0])
+        ):
             columns = {names[0]: instances}
         else:
             if not all(isinstance(i, dict) for i in instances):
@@ -280,8 +312,10 @@ def decode_request(doc: dict, signature: Signature) -> tuple[dict[str, np.ndarra
             extra = set(inputs) - set(names)
             missing = set(names) - set(inputs)
             if extra or missing:
-                raise RequestError(f"'inputs' must name exactly {names} (unknown {sorted(extra)}, "
-                                   f"missing {sorted(missing)})")
+                raise RequestError(
+                    f"'inputs' must name exactly {names} (unknown {sorted(extra)}, "
+                    f"missing {sorted(missing)})"
+                )
             columns = dict(inputs)
         elif len(names) == 1:
             columns = {names[0]: inputs}
@@ -291,7 +325,9 @@ def decode_request(doc: dict, signature: Signature) -> tuple[dict[str, np.ndarra
     arrays = {n: _to_array(v, signature.inputs[n], f"input {n!r}") for n, v in columns.items()}
     sizes = {len(a) for a in arrays.values()}
     if len(sizes) > 1:
-        raise RequestError(f"Inputs have different batch sizes: { {n: len(a) for n, a in arrays.items()} }")
+        raise RequestError(
+            f"Inputs have different batch sizes: { {n: len(a) for n, a in arrays.items()} }"
+        )
     return arrays, fmt
 
 
@@ -325,7 +361,13 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
     import tensorflow as tf
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Histogram,
+        generate_latest,
+    )
     from starlette.concurrency import run_in_threadpool
 
     from workbench import paths
@@ -333,20 +375,35 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
     registry = ModelRegistry(Path(model_base) if model_base else paths.serving_base())
     limit = max_body_bytes or DEFAULT_MAX_BODY_BYTES
     metrics = CollectorRegistry()
-    requests_total = Counter("workbench_requests_total", "HTTP requests by route and status",
-                             ["route", "status"], registry=metrics)
-    latency = Histogram("workbench_request_latency_seconds", "Request latency inside the server",
-                        ["route"], registry=metrics,
-                        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
-    compute = Histogram("workbench_model_compute_seconds", "Model compute time per predict call",
-                        ["model", "signature"], registry=metrics,
-                        buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1))
-    batch_items = Counter("workbench_predicted_items_total", "Instances predicted", ["model"],
-                          registry=metrics)
+    requests_total = Counter(
+        "workbench_requests_total",
+        "HTTP requests by route and status",
+        ["route", "status"],
+        registry=metrics,
+    )
+    latency = Histogram(
+        "workbench_request_latency_seconds",
+        "Request latency inside the server",
+        ["route"],
+        registry=metrics,
+        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+    )
+    compute = Histogram(
+        "workbench_model_compute_seconds",
+        "Model compute time per predict call",
+        ["model", "signature"],
+        registry=metrics,
+        buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
+    )
+    batch_items = Counter(
+        "workbench_predicted_items_total", "Instances predicted", ["model"], registry=metrics
+    )
 
-    app = FastAPI(title="workbench model server",
-                  description="TensorFlow Serving's REST API for SavedModels, plus health and metrics.",
-                  version="1")
+    app = FastAPI(
+        title="workbench model server",
+        description="TensorFlow Serving's REST API for SavedModels, plus health and metrics.",
+        version="1",
+    )
     app.state.registry = registry
 
     def error(message: str, status: int) -> JSONResponse:
@@ -373,13 +430,18 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
             declared = dict(scope.get("headers") or []).get(b"content-length", b"")
             try:
                 if declared.isdigit() and int(declared) > limit:
-                    response = error(f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes", 413)
+                    response = error(
+                        f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes",
+                        413,
+                    )
                     await response(scope, receive, send_wrapper)
                 else:
                     await self.inner(scope, receive, send_wrapper)
             except Exception as err:  # noqa: BLE001 - our own bug: answer JSON, count it as a 500
                 if not status["sent"]:
-                    await error(f"Internal error: {type(err).__name__}: {err}", 500)(scope, receive, send_wrapper)
+                    await error(f"Internal error: {type(err).__name__}: {err}", 500)(
+                        scope, receive, send_wrapper
+                    )
             latency.labels(route).observe(time.perf_counter() - start)
             requests_total.labels(route, str(status["code"])).inc()
 
@@ -402,14 +464,18 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
             raise RequestError("'signature_name' must be a string")
         signature = model.signatures.get(doc_sig)
         if signature is None:
-            raise RequestError(f"Serving signature name: \"{doc_sig}\" not found in signature def "
-                               f"(available: {sorted(model.signatures)})")
+            raise RequestError(
+                f'Serving signature name: "{doc_sig}" not found in signature def '
+                f"(available: {sorted(model.signatures)})"
+            )
         arrays, fmt = decode_request(doc, signature)
         t1 = time.perf_counter()
         try:
             result = signature.fn(**{k: tf.constant(v) for k, v in arrays.items()})
         except (tf.errors.InvalidArgumentError, ValueError) as err:
-            raise RequestError(f"The model rejected the input: {str(err).splitlines()[0][:300]}") from None
+            raise RequestError(
+                f"The model rejected the input: {str(err).splitlines()[0][:300]}"
+            ) from None
         outputs = {k: v.numpy() for k, v in result.items()}
         t2 = time.perf_counter()
         compute.labels(model.name, doc_sig).observe(t2 - t1)
@@ -424,23 +490,43 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
         except RequestError as err:
             return error(str(err), err.status)
         content = orjson.dumps(payload)
-        return Response(content, media_type="application/json", headers={
-            SERVER_TIMING: f"parse;dur={parse_ms:.3f}, compute;dur={compute_ms:.3f}",
-        })
+        return Response(
+            content,
+            media_type="application/json",
+            headers={
+                SERVER_TIMING: f"parse;dur={parse_ms:.3f}, compute;dur={compute_ms:.3f}",
+            },
+        )
 
     def split_action(spec: str) -> tuple[str, str | None]:
         name, sep, action = spec.partition(":")
         return name, (action if sep else None)
 
-    predict_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object",
-        "properties": {"signature_name": {"type": "string"}, "instances": {"type": "array"}, "inputs": {}},
-    }}}}}
+    predict_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "signature_name": {"type": "string"},
+                            "instances": {"type": "array"},
+                            "inputs": {},
+                        },
+                    }
+                }
+            },
+        }
+    }
 
     @app.get("/healthz", summary="Liveness and loaded models")
     async def healthz():
-        return {"status": "ok", "models": {n: sorted(v) for n, v in registry.models.items()},
-                "load_errors": registry.errors}
+        return {
+            "status": "ok",
+            "models": {n: sorted(v) for n, v in registry.models.items()},
+            "load_errors": registry.errors,
+        }
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus():
@@ -462,9 +548,14 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
             model = registry.get(name, version)
         except RequestError as err:
             return error(str(err), err.status)
-        return {"model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
-                "metadata": {"signature_def": {"signature_def": {
-                    k: s.metadata() for k, s in model.signatures.items()}}}}
+        return {
+            "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
+            "metadata": {
+                "signature_def": {
+                    "signature_def": {k: s.metadata() for k, s in model.signatures.items()}
+                }
+            },
+        }
 
     @app.get("/v1/models/{name}", summary="Model status (all versions)")
     async def status_latest(name: str):
@@ -486,20 +577,32 @@ def create_app(model_base: Path | str | None = None, *, max_body_bytes: int | No
         except RequestError as err:
             return error(str(err), err.status)
 
-    @app.post("/v1/models/{spec}", summary="Predict with the latest version (name:predict)",
-              openapi_extra=predict_body)
+    @app.post(
+        "/v1/models/{spec}",
+        summary="Predict with the latest version (name:predict)",
+        openapi_extra=predict_body,
+    )
     async def predict_latest(spec: str, request: Request):
         name, action = split_action(spec)
         if action != "predict":
-            return error(f"Unsupported action {action!r} in {spec!r}: use <name>:predict", 400 if action else 405)
+            return error(
+                f"Unsupported action {action!r} in {spec!r}: use <name>:predict",
+                400 if action else 405,
+            )
         return await predict(request, name, None)
 
-    @app.post("/v1/models/{name}/versions/{spec}", summary="Predict with one version (N:predict)",
-              openapi_extra=predict_body)
+    @app.post(
+        "/v1/models/{name}/versions/{spec}",
+        summary="Predict with one version (N:predict)",
+        openapi_extra=predict_body,
+    )
     async def predict_version(name: str, spec: str, request: Request):
         version, action = split_action(spec)
         if action != "predict":
-            return error(f"Unsupported action {action!r} in {spec!r}: use <version>:predict", 400 if action else 405)
+            return error(
+                f"Unsupported action {action!r} in {spec!r}: use <version>:predict",
+                400 if action else 405,
+            )
         try:
             v = _parse_version(version)
         except RequestError as err:
@@ -528,8 +631,14 @@ def _route_label(path: str, method: str) -> str:
     return {"/healthz": "health", "/metrics": "metrics"}.get(path, "other")
 
 
-def run_server(*, model_base: str | None = None, host: str = "127.0.0.1", port: int = 8501,
-               max_body_bytes: int | None = None, log_level: str = "warning") -> None:
+def run_server(
+    *,
+    model_base: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    max_body_bytes: int | None = None,
+    log_level: str = "warning",
+) -> None:
     """Serve until interrupted (``python -m workbench serve``)."""
     import uvicorn
 
@@ -557,9 +666,15 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def serving(model_base: Path | str | None = None, *, host: str = "127.0.0.1", port: int | None = None,
-            max_body_bytes: int | None = None, startup_timeout_s: float = 120.0,
-            netns: str | None = None) -> Iterator[RunningServer]:
+def serving(
+    model_base: Path | str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    max_body_bytes: int | None = None,
+    startup_timeout_s: float = 120.0,
+    netns: str | None = None,
+) -> Iterator[RunningServer]:
     """Start the server as a subprocess on a free port, wait until ready, always stop it.
 
     Args:
@@ -572,13 +687,25 @@ def serving(model_base: Path | str | None = None, *, host: str = "127.0.0.1", po
 
     port = port or free_port("127.0.0.1" if netns is None else "0.0.0.0")
     base = Path(model_base) if model_base else paths.serving_base()
-    cmd = [sys.executable, "-m", "workbench", "serve", "--model-base", str(base), "--host", host,
-           "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workbench",
+        "serve",
+        "--model-base",
+        str(base),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     if max_body_bytes:
         cmd += ["--max-body-bytes", str(max_body_bytes)]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    )
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
     reader.start()
@@ -590,16 +717,20 @@ def serving(model_base: Path | str | None = None, *, host: str = "127.0.0.1", po
         while True:
             if proc.poll() is not None:
                 reader.join(timeout=2)
-                raise ServingError(f"The model server exited with code {proc.returncode} before it was "
-                                   f"ready. Its output:\n{''.join(output)[-3000:]}")
+                raise ServingError(
+                    f"The model server exited with code {proc.returncode} before it was "
+                    f"ready. Its output:\n{''.join(output)[-3000:]}"
+                )
             try:
                 if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise ServingError(f"The model server at {url} was not ready within {startup_timeout_s:.0f} s. "
-                                   f"Its output:\n{''.join(output)[-3000:]}")
+                raise ServingError(
+                    f"The model server at {url} was not ready within {startup_timeout_s:.0f} s. "
+                    f"Its output:\n{''.join(output)[-3000:]}"
+                )
             time.sleep(0.2)
         yield RunningServer(url=url, process=proc, port=port)
     finally:
@@ -644,7 +775,9 @@ class ServingClient:
         timeout_s: per-request timeout.
     """
 
-    def __init__(self, url: str, model: str, *, version: int | None = None, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, model: str, *, version: int | None = None, timeout_s: float = 30.0
+    ) -> None:
         from urllib.parse import urlsplit
 
         self.url = url.rstrip("/")
@@ -678,11 +811,17 @@ class ServingClient:
         import http.client
 
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            cls = (
+                http.client.HTTPSConnection
+                if self._scheme == "https"
+                else http.client.HTTPConnection
+            )
             self._conn = cls(self._host, self._port, timeout=self.timeout_s)
         return self._conn
 
-    def _request(self, method: str, path: str, content: bytes | None = None) -> tuple[int, dict, bytes]:
+    def _request(
+        self, method: str, path: str, content: bytes | None = None
+    ) -> tuple[int, dict, bytes]:
         import http.client
 
         headers = {"Content-Type": "application/json"} if content is not None else {}
@@ -695,12 +834,16 @@ class ServingClient:
                 break
             except (ConnectionRefusedError, socket.gaierror, OSError) as err:
                 self.close()
-                stale = isinstance(err, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
+                stale = isinstance(
+                    err, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError
+                )
                 if stale and attempt == 1:
                     continue  # the server closed a kept-alive connection: reconnect once
                 if isinstance(err, TimeoutError | socket.timeout):
-                    raise ServingError(f"The model server at {self.url} did not answer within "
-                                       f"{self.timeout_s:g} s ({method} {path}).") from err
+                    raise ServingError(
+                        f"The model server at {self.url} did not answer within "
+                        f"{self.timeout_s:g} s ({method} {path})."
+                    ) from err
                 raise ServerUnreachableError(
                     f"Cannot reach the model server at {self.url} ({type(err).__name__}: {err}). Is it "
                     "running? Start it with `python -m workbench serve` or `workbench.serve.serving()`, "
@@ -711,7 +854,9 @@ class ServingClient:
                 message = json.loads(data).get("error", data.decode(errors="replace"))
             except (ValueError, AttributeError):
                 message = data.decode(errors="replace")
-            raise ServingError(f"{method} {self.url}{path} -> {response.status}: {message}", response.status)
+            raise ServingError(
+                f"{method} {self.url}{path} -> {response.status}: {message}", response.status
+            )
         return response.status, {k.lower(): v for k, v in response.getheaders()}, data
 
     def status(self) -> dict:
@@ -730,7 +875,9 @@ class ServingClient:
         doc = orjson.loads(data)
         result = doc["predictions"] if "predictions" in doc else doc["outputs"]
         return Prediction(
-            outputs=np.asarray(result, dtype=np.float32) if not isinstance(result, dict) else result,
+            outputs=np.asarray(result, dtype=np.float32)
+            if not isinstance(result, dict)
+            else result,
             elapsed_ms=elapsed,
             server_compute_ms=parse_server_timing(headers.get("server-timing", "")).get("compute"),
             request_bytes=len(body),
@@ -774,8 +921,10 @@ def encode_images(images: np.ndarray, encoding: str) -> bytes:
     elif encoding == "json_float":
         doc = {"instances": ((images.astype(np.float64) / 255.0).round(8) * 255.0).tolist()}
     elif encoding == "png_b64":
-        doc = {"signature_name": "predict_png",
-               "instances": [{"b64": base64.b64encode(png_bytes(img)).decode()} for img in images]}
+        doc = {
+            "signature_name": "predict_png",
+            "instances": [{"b64": base64.b64encode(png_bytes(img)).decode()} for img in images],
+        }
     else:
         raise ValueError(f"Unknown encoding {encoding!r}; choose from {sorted(ENCODINGS)}")
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -795,8 +944,16 @@ def png_bytes(image: np.ndarray) -> bytes:
 # ===================================================================== load and monitoring
 
 
-def load_test(url: str, model: str, body: bytes, *, clients: int = 8, requests: int = 400,
-              server_pid: int | None = None, timeout_s: float = 60.0) -> dict:
+def load_test(
+    url: str,
+    model: str,
+    body: bytes,
+    *,
+    clients: int = 8,
+    requests: int = 400,
+    server_pid: int | None = None,
+    timeout_s: float = 60.0,
+) -> dict:
     """Send ``requests`` predict calls from ``clients`` concurrent clients; measure the server.
 
     Throughput = completed requests / wall time. Utilisation = server CPU time /
@@ -813,7 +970,9 @@ def load_test(url: str, model: str, body: bytes, *, clients: int = 8, requests: 
 
     proc = psutil.Process(server_pid) if server_pid else None
     cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
-    per_client = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
+    per_client = [
+        requests // clients + (1 if i < requests % clients else 0) for i in range(clients)
+    ]
 
     def worker(n: int) -> tuple[list[float], int]:
         lat, failed = [], 0
@@ -834,10 +993,14 @@ def load_test(url: str, model: str, body: bytes, *, clients: int = 8, requests: 
     failures = sum(f for _, f in results)
     cores = os.cpu_count() or 1
     return {
-        "clients": clients, "requests": requests, "failures": failures, "wall_s": wall,
+        "clients": clients,
+        "requests": requests,
+        "failures": failures,
+        "wall_s": wall,
         "throughput_rps": len(latencies) / wall,
         "latency": bench.summarize_ms(latencies).as_dict() if latencies else None,
-        "server_cpu_s": cpu, "cores": cores,
+        "server_cpu_s": cpu,
+        "cores": cores,
         "cpu_utilisation": cpu / (wall * cores) if proc else float("nan"),
     }
 
@@ -858,7 +1021,8 @@ def read_metrics(url: str) -> dict:
 def histogram_buckets(metrics: dict, name: str, **labels: str) -> list[tuple[float, float]]:
     """Non-cumulative ``(upper bound, count)`` pairs of a scraped histogram with these labels."""
     rows = sorted(
-        (float(lab["le"]), value) for lab, value in metrics.get(f"{name}_bucket", [])
+        (float(lab["le"]), value)
+        for lab, value in metrics.get(f"{name}_bucket", [])
         if all(lab.get(k) == v for k, v in labels.items())
     )
     counts, previous = [], 0.0

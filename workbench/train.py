@@ -67,8 +67,15 @@ def describe_strategy(strategy) -> str:
 # ---------------------------------------------------------------- data pipeline
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool,
-                 augment: bool = False, seed: int = 0):
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    training: bool,
+    augment: bool = False,
+    seed: int = 0,
+):
     """A tf.data pipeline of scaled images; optional augmentation (flip + pad-and-crop)."""
     import tensorflow as tf
 
@@ -104,16 +111,26 @@ def progress_callback(epochs: int):
 
     class EpochBars(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.bar = tqdm(total=self.params.get("steps"), desc=f"epoch {epoch + 1}/{epochs}",
-                            unit="batch", leave=True, mininterval=1.0)
+            self.bar = tqdm(
+                total=self.params.get("steps"),
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="batch",
+                leave=True,
+                mininterval=1.0,
+            )
 
         def on_train_batch_end(self, batch, logs=None):
             self.bar.update(1)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in
-                                  ("loss", "accuracy", "val_loss", "val_accuracy")})
+            self.bar.set_postfix(
+                {
+                    k: f"{v:.3f}"
+                    for k, v in logs.items()
+                    if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                }
+            )
             self.bar.close()
 
     return EpochBars()
@@ -142,11 +159,23 @@ def run_id(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def fit(architecture: str, x_train: np.ndarray, y_train: np.ndarray, *,
-        x_val: np.ndarray, y_val: np.ndarray, epochs: int, batch_size: int,
-        learning_rate: float = 1e-3, augment: bool = False, lr_schedule: str = "constant",
-        checkpoint_dir: Path, seed: int = 0, tensorboard_dir: Path | None = None,
-        progress: bool = True) -> TrainResult:
+def fit(
+    architecture: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float = 1e-3,
+    augment: bool = False,
+    lr_schedule: str = "constant",
+    checkpoint_dir: Path,
+    seed: int = 0,
+    tensorboard_dir: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Train ``architecture`` with Adam; checkpoint each epoch; resume if a checkpoint exists.
 
     Args:
@@ -175,8 +204,11 @@ def fit(architecture: str, x_train: np.ndarray, y_train: np.ndarray, *,
             lr = learning_rate
         else:
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {lr_schedule!r}")
-        model.compile(optimizer=keras.optimizers.Adam(lr),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
 
     checkpoint_dir = Path(checkpoint_dir)
     state = _restore(model, checkpoint_dir, architecture)
@@ -185,8 +217,9 @@ def fit(architecture: str, x_train: np.ndarray, y_train: np.ndarray, *,
     seconds = state.get("train_seconds", 0.0)
     images = state.get("images_seen", 0)
 
-    train_ds = make_dataset(x_train, y_train, batch_size=global_batch, training=True,
-                            augment=augment, seed=seed)
+    train_ds = make_dataset(
+        x_train, y_train, batch_size=global_batch, training=True, augment=augment, seed=seed
+    )
     val_ds = make_dataset(x_val, y_val, batch_size=max(global_batch, 256), training=False)
     ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=2)
@@ -202,23 +235,41 @@ def fit(architecture: str, x_train: np.ndarray, y_train: np.ndarray, *,
             for k, v in (logs or {}).items():
                 history.setdefault(k, []).append(float(v))
             manager.save(checkpoint_number=epoch + 1)
-            _write_state(checkpoint_dir, architecture=architecture,
-                         fingerprint=models.architecture_fingerprint(model), epoch=epoch + 1,
-                         history=history, train_seconds=seconds, images_seen=images)
+            _write_state(
+                checkpoint_dir,
+                architecture=architecture,
+                fingerprint=models.architecture_fingerprint(model),
+                epoch=epoch + 1,
+                history=history,
+                train_seconds=seconds,
+                images_seen=images,
+            )
 
     callbacks = [SaveEachEpoch()]
     if progress:
         callbacks.append(progress_callback(epochs))
     if tensorboard_dir is not None:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0))
+        callbacks.append(
+            keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0)
+        )
     if start_epoch < epochs:
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=start_epoch,
-                  callbacks=callbacks, verbose=0)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            initial_epoch=start_epoch,
+            callbacks=callbacks,
+            verbose=0,
+        )
     return TrainResult(
-        model=model, history=history, epochs_run=max(0, epochs - start_epoch),
-        resumed_from=start_epoch, train_seconds=seconds,
+        model=model,
+        history=history,
+        epochs_run=max(0, epochs - start_epoch),
+        resumed_from=start_epoch,
+        train_seconds=seconds,
         images_per_second=images / seconds if seconds else float("nan"),
-        strategy=describe_strategy(strategy), checkpoint_dir=checkpoint_dir,
+        strategy=describe_strategy(strategy),
+        checkpoint_dir=checkpoint_dir,
     )
 
 
@@ -245,7 +296,9 @@ def _restore(model, directory: Path, architecture: str) -> dict:
     try:
         state = json.loads(state_file.read_text())
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{state_file} is corrupt ({err}); delete {directory} to start afresh.") from err
+        raise CheckpointError(
+            f"{state_file} is corrupt ({err}); delete {directory} to start afresh."
+        ) from err
     fingerprint = models.architecture_fingerprint(model)
     if state.get("fingerprint") != fingerprint:
         raise CheckpointError(
@@ -337,8 +390,10 @@ def atomic_write_dir(target: Path, write) -> Path:
         if old.exists() and not target.exists():
             os.replace(old, target)
         if isinstance(err, Exception):
-            raise ExportError(f"Export to {target} failed ({type(err).__name__}: {err}); "
-                              "the previous export, if any, is unchanged.") from err
+            raise ExportError(
+                f"Export to {target} failed ({type(err).__name__}: {err}); "
+                "the previous export, if any, is unchanged."
+            ) from err
         raise
     shutil.rmtree(old, ignore_errors=True)
     return target
@@ -351,9 +406,14 @@ def export_saved_model(model, *, base: Path, name: str, version: int = 1) -> Pat
     module = serving_module(model)
 
     def write(tmp: Path) -> None:
-        tf.saved_model.save(module, str(tmp), signatures={
-            "serving_default": module.serve, "predict_png": module.serve_png,
-        })
+        tf.saved_model.save(
+            module,
+            str(tmp),
+            signatures={
+                "serving_default": module.serve,
+                "predict_png": module.serve_png,
+            },
+        )
 
     return atomic_write_dir(Path(base) / name / str(int(version)), write)
 
@@ -381,8 +441,10 @@ def load_keras(path: Path):
     try:
         return keras.models.load_model(path)
     except Exception as err:  # noqa: BLE001
-        raise ValueError(f"{path} is not a readable Keras model ({type(err).__name__}: {err}). "
-                         "Re-run notebook 02 to export it again.") from err
+        raise ValueError(
+            f"{path} is not a readable Keras model ({type(err).__name__}: {err}). "
+            "Re-run notebook 02 to export it again."
+        ) from err
 
 
 def write_metadata(path: Path, metadata: dict) -> Path:

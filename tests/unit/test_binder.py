@@ -34,16 +34,29 @@ def test_binder_runtime_is_python_311():
 
 
 def test_binder_requirements_match_top_level():
-    assert _requirements(ROOT / "binder" / "requirements.txt") == _requirements(ROOT / "requirements.txt")
+    assert _requirements(ROOT / "binder" / "requirements.txt") == _requirements(
+        ROOT / "requirements.txt"
+    )
 
 
 def test_requirements_are_pinned_and_complete():
     pins = _requirements(ROOT / "requirements.txt")
     unpinned = [n for n, v in pins.items() if not v]
     assert not unpinned, f"unpinned requirements: {unpinned}"
-    for needed in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
-                   "scikit-learn", "matplotlib", "ipywidgets", "jupyterlab", "papermill", "skops",
-                   "fastapi", "uvicorn"):
+    for needed in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "scikit-learn",
+        "matplotlib",
+        "ipywidgets",
+        "jupyterlab",
+        "papermill",
+        "skops",
+        "fastapi",
+        "uvicorn",
+    ):
         assert needed in pins, f"{needed} missing from requirements.txt"
     assert pins["tensorflow"].split(".")[:2] == pins["tf-keras"].split(".")[:2], (
         "tensorflow and tf-keras must share a minor version"

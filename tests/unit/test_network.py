@@ -11,7 +11,9 @@ def test_transfer_time():
 
 
 def test_cloud_latency_adds_every_term():
-    link = network.LinkProfile("t", "test", rtt_ms=40, uplink_mbps=8, downlink_mbps=16, jitter_ms=10, source="")
+    link = network.LinkProfile(
+        "t", "test", rtt_ms=40, uplink_mbps=8, downlink_mbps=16, jitter_ms=10, source=""
+    )
     # 2 ms server + 40 ms RTT + 10 kB up at 8 Mbit/s (10 ms) + 2 kB down at 16 Mbit/s (1 ms)
     assert network.cloud_latency_ms(2.0, link, 10_000, 2_000) == pytest.approx(53.0)
     p95 = network.cloud_latency_ms(2.0, link, 10_000, 2_000, quantile=0.95)
@@ -23,7 +25,9 @@ def test_profiles_are_complete_and_ordered_by_rtt():
     assert list(network.PROFILES) == names
     rtts = [network.PROFILES[n].rtt_ms for n in names]
     assert rtts == sorted(rtts)
-    assert all(p.source and p.uplink_mbps > 0 and p.downlink_mbps > 0 for p in network.PROFILES.values())
+    assert all(
+        p.source and p.uplink_mbps > 0 and p.downlink_mbps > 0 for p in network.PROFILES.values()
+    )
 
 
 def test_crossover_is_where_latencies_meet():
@@ -34,8 +38,14 @@ def test_crossover_is_where_latencies_meet():
 
 
 def test_latency_grid_matches_scalar_model():
-    grid = network.latency_grid(3.0, 10_000, 1_000, rtts_ms=np.array([10.0, 100.0]),
-                                uplinks_mbps=np.array([1.0, 10.0]), downlink_ratio=2.0)
+    grid = network.latency_grid(
+        3.0,
+        10_000,
+        1_000,
+        rtts_ms=np.array([10.0, 100.0]),
+        uplinks_mbps=np.array([1.0, 10.0]),
+        downlink_ratio=2.0,
+    )
     link = network.LinkProfile("x", "x", 100.0, 10.0, 20.0, 0.0, "")
     assert grid[1, 1] == pytest.approx(network.cloud_latency_ms(3.0, link, 10_000, 1_000))
 

@@ -1,0 +1,73 @@
+"""A Binder-sized run: a fresh virtualenv built from binder/ as repo2docker would, every notebook
+executed in it, each notebook's peak kernel memory under mybinder.org's 2 GB.
+
+Building the environment takes minutes, so this runs only when asked:
+``WORKBENCH_BINDER_CHECK=1 pytest tests/test_binder_build.py`` or ``make binder-check``.
+The regular notebook tests check the same memory ceiling in the project's own environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench import paths
+
+ROOT = paths.REPO_ROOT
+BINDER_LIMIT_BYTES = 2 * 1024**3
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.environ.get("WORKBENCH_BINDER_CHECK") != "1",
+        reason="set WORKBENCH_BINDER_CHECK=1 (or run `make binder-check`): builds a fresh env",
+    ),
+]
+
+
+def test_binder_environment_runs_every_notebook_under_2_gb(tmp_path, cifar10_path):
+    venv = tmp_path / "binder-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
+    # repo2docker: pip install -r binder/requirements.txt, then binder/postBuild from the repo root.
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "-r", str(ROOT / "binder" / "requirements.txt")],
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
+    subprocess.run(["bash", str(ROOT / "binder" / "postBuild")], check=True, env=env, cwd=ROOT)
+    reports = tmp_path / "reports"
+    run_env = {
+        **env,
+        "WORKBENCH_ARTIFACTS": str(tmp_path / "artifacts"),
+        "WORKBENCH_REPORTS": str(reports),
+        "WORKBENCH_CIFAR10": str(cifar10_path),
+    }
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "workbench",
+            "run",
+            "--profile",
+            os.environ.get("WORKBENCH_BINDER_PROFILE", "smoke"),
+        ],
+        check=True,
+        env=run_env,
+        cwd=ROOT,
+    )
+    runs = json.loads((reports / "results" / "runs.json").read_text())
+    print(json.dumps(runs, indent=2))
+    Path(paths.reports_dir()).joinpath("binder-check.json").write_text(json.dumps(runs, indent=2))
+    assert set(runs) == {p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb")}
+    for name, run in runs.items():
+        assert run["peak_memory_mib"] * 2**20 < BINDER_LIMIT_BYTES, (
+            f"{name} peaked at {run['peak_memory_mib']} MiB"
+        )

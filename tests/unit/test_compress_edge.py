@@ -1,0 +1,118 @@
+"""Compression and the edge runtime on a tiny model: every TFLite variant, sparsity, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench import compress, edge, models
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+            keras.layers.MaxPooling2D(4),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax", name="out"),
+        ]
+    )
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (128, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 128)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    model.fit(models.scale_images(x), y, epochs=2, verbose=0)
+    return model, x, y
+
+
+@pytest.mark.parametrize(
+    "variant, floor", [("float32", 0.99), ("dynamic_range", 0.95), ("float16", 0.99), ("int8", 0.9)]
+)
+def test_every_variant_loads_and_agrees(tiny, variant, floor):
+    model, x, _ = tiny
+    blob = compress.to_tflite(model, variant, x_calibration=x, calibration_samples=64)
+    m = edge.EdgeModel(blob, name=variant)
+    ref = model.predict(models.scale_images(x), verbose=0)
+    assert edge.agreement(m.predict(models.scale_images(x)), ref) >= floor
+    if variant == "int8":
+        assert m.input_dtype == np.int8 and m.output_dtype == np.int8
+        scale, zero = m.input_quantization
+        assert scale == pytest.approx(1 / 255, rel=1e-3) and zero == -128  # pixel p -> code p - 128
+    stats = m.benchmark(models.scale_images(x[:1]), warmup=2, repeats=10)
+    assert stats.p50_ms > 0 and stats.p95_ms >= stats.p50_ms
+
+
+def test_int8_needs_calibration_data(tiny):
+    with pytest.raises(ValueError, match="x_calibration"):
+        compress.to_tflite(tiny[0], "int8")
+
+
+def test_corrupt_and_truncated_files_name_the_file(tiny, tmp_path):
+    blob = compress.to_tflite(tiny[0], "float32")
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(blob[: len(blob) // 3])
+    with pytest.raises(edge.EdgeModelError, match="truncated.tflite"):
+        edge.EdgeModel(truncated)
+    other = tmp_path / "not-a-model.tflite"
+    other.write_bytes(b"PK\x03\x04 this is a zip")
+    with pytest.raises(edge.EdgeModelError, match="not-a-model.tflite.*not a TFLite model"):
+        edge.EdgeModel(other)
+    with pytest.raises(edge.EdgeModelError, match="run notebook 03"):
+        edge.EdgeModel(tmp_path / "missing.tflite")
+
+
+def test_wrong_input_shape_is_a_clear_error(tiny):
+    m = edge.EdgeModel(compress.to_tflite(tiny[0], "float32"))
+    with pytest.raises(ValueError, match="expects inputs of shape"):
+        m.predict(np.zeros((2, 28, 28, 3), np.float32))
+
+
+def test_pruning_reaches_the_target_even_on_a_short_run(tiny):
+    model, x, y = tiny
+    pruned = compress.prune(model, x, y, sparsity=0.75, epochs=1, batch_size=32, progress=False)
+    report = compress.sparsity_report(pruned)
+    assert report[-1]["sparsity"] == pytest.approx(0.75, abs=0.01)
+    for row in report[:-1]:
+        assert row["sparsity"] == pytest.approx(0.75, abs=0.02), row
+    dense = compress.size_of(compress.to_tflite(model, "float32"))
+    sparse = compress.size_of(compress.to_tflite(pruned, "float32"))
+    assert sparse.gzip_bytes < 0.6 * dense.gzip_bytes  # zeros only pay off after compression
+
+
+def test_pruning_schedule_fits_the_number_of_steps():
+    schedule = compress.pruning_schedule(0.8, total_steps=7)
+    config = schedule.get_config()["config"]
+    assert config["end_step"] <= 7 and config["end_step"] % config["frequency"] == 0
+
+
+def test_clustering_preserves_sparsity_and_limits_unique_values(tiny):
+    model, x, y = tiny
+    pruned = compress.prune(model, x, y, sparsity=0.5, epochs=1, batch_size=32, progress=False)
+    clustered = compress.cluster(pruned, x, y, clusters=8, epochs=1, batch_size=32, progress=False)
+    assert compress.overall_sparsity(clustered) >= 0.49
+    assert all(n <= 8 for n in compress.unique_weights(clustered).values())
+
+
+@pytest.mark.parametrize("fn", [compress.affine_quantize, compress.symmetric_quantize])
+def test_quantization_error_is_at_most_half_a_step(fn):
+    values = np.random.default_rng(0).normal(0, 0.1, 1000).astype(np.float32)
+    q = fn(values)
+    assert q["q"].min() >= -128 and q["q"].max() <= 127
+    assert q["max_abs_error"] <= q["scale"] / 2 + 1e-7
+
+
+def test_manifest_roundtrip(tiny, tmp_path):
+    blob = compress.to_tflite(tiny[0], "float32")
+    (tmp_path / "m.tflite").write_bytes(blob)
+    edge.write_manifest(tmp_path, [{"variant": "float32", "file": "m.tflite"}], default="float32")
+    m, entry = edge.load_from_manifest(tmp_path)
+    assert entry["file"] == "m.tflite" and m.size_bytes == len(blob)
+    with pytest.raises(KeyError, match="int8"):
+        edge.load_from_manifest(tmp_path, "int8")
+    with pytest.raises(FileNotFoundError, match="notebook 03"):
+        edge.read_manifest(tmp_path / "nowhere")
