@@ -73,7 +73,8 @@ def check_03(r: dict) -> None:
         assert v["agreement_source"] >= floor, (
             f"{name}: agreement {v['agreement_source']:.3f} < {floor}"
         )
-    assert abs(r["pruned_sparsity"] - 0.8) < 0.01, (
+    target = r["prune_sparsity_target"]
+    assert abs(r["pruned_sparsity"] - target) < 0.01, (
         "pruned weights must really be sparse at the target"
     )
     assert r["clustered_sparsity"] >= r["pruned_sparsity"] - 0.01, (
@@ -83,7 +84,11 @@ def check_03(r: dict) -> None:
     for row in sweep:
         assert abs(row["measured_sparsity"] - row["target_sparsity"]) < 0.01
     assert sweep[-1]["gzip_bytes"] < sweep[0]["gzip_bytes"], "gzip size must shrink with sparsity"
-    assert variants["pruned_float32"]["gzip_bytes"] < 0.5 * variants["float32"]["gzip_bytes"]
+    # zeros only pay off after compression: the pruned float32 file gzips smaller by about the sparsity
+    assert (
+        variants["pruned_float32"]["gzip_bytes"]
+        < (1.1 - target) * variants["float32"]["gzip_bytes"]
+    )
     manifest = edge.read_manifest(paths.edge_dir())
     assert manifest["default"] == "int8"
     for entry in manifest["models"]:
@@ -119,7 +124,10 @@ def check_05(r: dict) -> None:
     fractions = [row["cloud_fraction"] for row in sweep]
     assert fractions == sorted(fractions)
     student = r["student_cascade_sweep"]
-    assert student[-1]["cloud_fraction"] == 1 and abs(student[-1]["accuracy"] - r["cloud_accuracy"]) < 1e-9
+    assert (
+        student[-1]["cloud_fraction"] == 1
+        and abs(student[-1]["accuracy"] - r["cloud_accuracy"]) < 1e-9
+    )
     assert len(r["best_split_per_link"]) == 6
     assert 0.0 <= r["student_int8"]["accuracy"] <= 1.0 and r["student_int8"]["gzip_bytes"] > 0
 

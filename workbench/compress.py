@@ -41,13 +41,7 @@ def fine_tune(
     progress: bool = True,
 ):
     """Compile ``model`` with Adam and train it for ``epochs`` (uint8 images are scaled inside)."""
-    import tf_keras as keras
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    _recompiled(model, learning_rate)
     if epochs <= 0:
         return model
     ds = train.make_dataset(
@@ -114,7 +108,6 @@ def prune(
     to overfit, and augmented batches slow the recovery). Pass ``augment=True`` to compare.
     """
     import tensorflow_model_optimization as tfmot
-    import tf_keras as keras
 
     total = steps_per_epoch(len(x_train), batch_size) * max(1, epochs)
     pruned = tfmot.sparsity.keras.prune_low_magnitude(
@@ -133,12 +126,7 @@ def prune(
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
-    stripped.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return stripped
+    return _recompiled(stripped, learning_rate)
 
 
 def _clone(model):
@@ -407,3 +395,18 @@ def symmetric_quantize(values: np.ndarray, *, bits: int = 8) -> dict[str, np.nda
         "restored": restored,
         "max_abs_error": float(np.max(np.abs(restored - values))),
     }
+
+
+def free_memory() -> None:
+    """Release models the caller has dropped: Python garbage, then Keras' global state.
+
+    Fine-tuning several tfmot variants in one kernel adds up; call this after ``del``-ing
+    models that are already converted, to stay inside small machines (Binder: 2 GB).
+    """
+    import gc
+
+    import tf_keras as keras
+
+    gc.collect()
+    keras.backend.clear_session()
+    gc.collect()
