@@ -175,7 +175,7 @@ def short(value: Any) -> str:
         keys = [k for k in ("p50_ms", "p95_ms", "accuracy") if k in value]
         if keys:
             return ", ".join(f"{k} {value[k]:.4g}" for k in keys)
-        return ", ".join(f"{k} {short(v)}" for k, v in list(value.items())[:4])
+        return ", ".join(f"{k} {short(v)}" for k, v in list(value.items())[:8])
     if isinstance(value, list):
         return f"[{len(value)} rows]" if value and isinstance(value[0], dict) else str(value)[:80]
     return str(value)[:80]
