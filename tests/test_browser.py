@@ -107,6 +107,15 @@ def _discard_checkpoints() -> None:
     shutil.rmtree(paths.notebooks_dir() / ".ipynb_checkpoints", ignore_errors=True)
 
 
+def _accept_dialog(page, timeout_ms: int = 5_000) -> None:
+    """Accept a JupyterLab dialog if one opens (e.g. "Select Kernel" where several kernels exist)."""
+    try:
+        page.locator(".jp-Dialog .jp-mod-accept").first.wait_for(timeout=timeout_ms)
+    except PlaywrightTimeoutError:
+        return
+    page.locator(".jp-Dialog .jp-mod-accept").first.click()
+
+
 def _plot_src(page) -> str:
     return (
         page.locator(".widget-interact .jp-OutputArea-output img").last.get_attribute("src") or ""
@@ -129,6 +138,7 @@ def test_notebook_01_runs_in_jupyterlab_and_the_k_widget_redraws(lab):
                 wait_until="domcontentloaded",
             )
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+            _accept_dialog(page)
             page.wait_for_selector(
                 ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000
             )
