@@ -143,3 +143,14 @@ def test_split_endpoint_serves_and_rejects_bad_activations(chain, tmp_path):
                 r.status_code,
                 r.text,
             )
+
+
+def test_best_split_curve_moves_to_the_edge_as_bandwidth_falls():
+    rows = [
+        {"index": 0, "after": "input", "int8_bytes": 3072, "edge_ms": 0.0, "cloud_ms": 1.0},
+        {"index": 1, "after": "out", "int8_bytes": 10, "edge_ms": 20.0, "cloud_ms": 0.0},
+    ]
+    curve = collab.best_split_curve(
+        rows, rtt_ms=1.0, uplinks_mbps=[1000.0, 0.01], server_overhead_ms=1.0, response_bytes=100
+    )
+    assert curve == [0, 1]

@@ -187,6 +187,27 @@ def best_splits(
     return out
 
 
+def best_split_curve(
+    rows: list[dict],
+    *,
+    rtt_ms: float,
+    uplinks_mbps,
+    server_overhead_ms: float,
+    response_bytes: int,
+    downlink_ratio: float = 3.0,
+) -> list[int]:
+    """The best cut index at each uplink bandwidth, for one RTT (downlink = ratio x uplink)."""
+    return [
+        best_splits(
+            rows,
+            {"x": network.LinkProfile("x", "x", rtt_ms, up, downlink_ratio * up, 0.0, "grid")},
+            server_overhead_ms=server_overhead_ms,
+            response_bytes=response_bytes,
+        )[0]["best_index"]
+        for up in uplinks_mbps
+    ]
+
+
 def suffix_serving_module(suffix, activation_shape: tuple[int, ...], scale: float, zero_point: int):
     """A tf.Module serving a model suffix on int8 activations (TF Serving signatures).
 

@@ -170,3 +170,84 @@ def scatter_tradeoff(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def crossover(
+    grid: np.ndarray,
+    *,
+    rtts_ms: np.ndarray,
+    uplinks_mbps: np.ndarray,
+    edge_ms: float,
+    profiles: dict,
+    point: tuple[float, float] | None = None,
+    point_cloud_ms: float | None = None,
+    edge_label: str = "edge",
+):
+    """Where the edge wins: cloud latency contours over (uplink, RTT), edge-wins region shaded.
+
+    Args:
+        grid: modelled cloud latency [ms], rows = RTTs, columns = uplinks
+            (:func:`workbench.network.latency_grid`).
+        edge_ms: the edge's latency; the region where the cloud is slower is shaded green.
+        profiles: link profiles to mark (``name -> LinkProfile``).
+        point: an (uplink, RTT) to mark with a star, with its modelled cloud latency.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    if (grid > edge_ms).any():
+        ax.contourf(
+            uplinks_mbps,
+            rtts_ms,
+            grid > edge_ms,
+            levels=[0.5, 1.5],
+            colors=["tab:green"],
+            alpha=0.25,
+        )
+    cs = ax.contour(
+        uplinks_mbps,
+        rtts_ms,
+        grid,
+        levels=[1, 3, 10, 30, 100, 300, 1000],
+        colors="gray",
+        linewidths=0.6,
+    )
+    ax.clabel(cs, fmt="%g ms", fontsize=7)
+    if grid.min() < edge_ms < grid.max():
+        ax.contour(uplinks_mbps, rtts_ms, grid, levels=[edge_ms], colors="tab:green", linewidths=2)
+    for p in profiles.values():
+        ax.scatter(p.uplink_mbps, p.rtt_ms, color="k", s=18)
+        ax.annotate(
+            p.label,
+            (p.uplink_mbps, p.rtt_ms),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    title = f"{edge_label} (p50 {edge_ms:.2f} ms) wins in the green region"
+    if point is not None and point_cloud_ms is not None:
+        ax.scatter(*point, color="tab:red", s=80, marker="*", zorder=5)
+        winner = "edge" if edge_ms < point_cloud_ms else "cloud"
+        title += f"\nyou: cloud {point_cloud_ms:.1f} ms vs edge {edge_ms:.2f} ms -> {winner} wins"
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="uplink [Mbit/s]",
+        ylabel="round-trip time [ms]",
+        title=title,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def best_split_steps(
+    curves: dict[str, tuple[np.ndarray, list[int]]], *, labels: list[str], title: str, ax=None
+):
+    """Best split index against uplink bandwidth, one step line per named curve (e.g. per RTT)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4))
+    for name, (ups, chosen) in curves.items():
+        ax.step(ups, chosen, where="mid", label=name)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set(xscale="log", xlabel="uplink [Mbit/s]", ylabel="best cut (after layer)", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax.figure
