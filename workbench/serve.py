@@ -211,8 +211,6 @@ def _to_array(value: Any, spec, what: str) -> np.ndarray:
             raise RequestError(f"{what}: ragged or malformed tensor ({err})") from None
         if arr.dtype == object:
             raise RequestError(f"{what}: ragged nested lists; every row must have the same length")
-        if arr.size == 0 and arr.ndim >= 1 and arr.shape[0] == 0:
-            raise RequestError(f"{what}: empty batch; send at least one instance")
         if arr.dtype.kind not in "iuf" or arr.dtype == bool:
             raise RequestError(
                 f"{what}: expected numbers for a {_DTYPE_NAMES.get(dtype.name, dtype.name)} tensor, "
@@ -230,6 +228,8 @@ def _to_array(value: Any, spec, what: str) -> np.ndarray:
                     f"{what}: values outside the {target.name} range [{info.min}, {info.max}]"
                 )
         arr = arr.astype(target)
+    if arr.ndim >= 1 and arr.shape[0] == 0:
+        raise RequestError(f"{what}: empty batch; send at least one instance")
     expected = spec.shape.as_list()
     if arr.ndim != len(expected) or any(
         e is not None and e != a for e, a in zip(expected, arr.shape, strict=False)
@@ -238,8 +238,6 @@ def _to_array(value: Any, spec, what: str) -> np.ndarray:
         raise RequestError(
             f"{what}: shape {list(arr.shape)} does not match the signature's {shown}"
         )
-    if arr.shape and arr.shape[0] == 0:
-        raise RequestError(f"{what}: empty batch; send at least one instance")
     return arr
 
 

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +151,6 @@ class TrainResult:
     images_per_second: float  # training throughput (images processed / training time)
     strategy: str
     checkpoint_dir: Path
-    extra: dict = field(default_factory=dict)
 
 
 def run_id(config: dict) -> str:
