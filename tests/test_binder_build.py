@@ -1,5 +1,9 @@
 """A Binder-sized run: a fresh virtualenv built from binder/ as repo2docker would, every notebook
-executed in it, each notebook's peak kernel memory under mybinder.org's 2 GB.
+executed in it, each under mybinder.org's 2 GB.
+
+Where this machine allows it (Linux, root, a cgroup memory controller) every notebook runs
+inside a memory cgroup capped at 2 GiB, as a Binder container is: a notebook that does not
+fit is killed and the check fails. Elsewhere the sampled peaks are checked instead.
 
 Building the environment takes minutes, so this runs only when asked:
 ``WORKBENCH_BINDER_CHECK=1 pytest tests/test_binder_build.py`` or ``make binder-check``.
@@ -50,15 +54,13 @@ def test_binder_environment_runs_every_notebook_under_2_gb(tmp_path, cifar10_pat
         "WORKBENCH_REPORTS": str(reports),
         "WORKBENCH_CIFAR10": str(cifar10_path),
     }
+    from workbench import runner
+
+    capped = runner.MemoryLimit.unavailable() is None
+    cap = ["--memory-cap-mib", str(BINDER_LIMIT_BYTES // 2**20)] if capped else []
+    profile = os.environ.get("WORKBENCH_BINDER_PROFILE", "smoke")
     subprocess.run(
-        [
-            str(py),
-            "-m",
-            "workbench",
-            "run",
-            "--profile",
-            os.environ.get("WORKBENCH_BINDER_PROFILE", "smoke"),
-        ],
+        [str(py), "-m", "workbench", "run", "--profile", profile, *cap],
         check=True,
         env=run_env,
         cwd=ROOT,
@@ -68,6 +70,8 @@ def test_binder_environment_runs_every_notebook_under_2_gb(tmp_path, cifar10_pat
     Path(paths.reports_dir()).joinpath("binder-check.json").write_text(json.dumps(runs, indent=2))
     assert set(runs) == {p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb")}
     for name, run in runs.items():
-        assert run["peak_memory_mib"] * 2**20 < BINDER_LIMIT_BYTES, (
-            f"{name} peaked at {run['peak_memory_mib']} MiB"
-        )
+        assert run["peak_private_mib"] * 2**20 < BINDER_LIMIT_BYTES, f"{name}: {run}"
+        if capped:  # it ran to the end under the cap
+            assert run["memory_cap_mib"] * 2**20 == BINDER_LIMIT_BYTES, f"{name}: {run}"
+        else:
+            assert run["peak_memory_mib"] * 2**20 < BINDER_LIMIT_BYTES, f"{name}: {run}"

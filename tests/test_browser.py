@@ -1,14 +1,18 @@
-"""JupyterLab in a real browser: notebook 01 run from the UI, its k widget moved.
+"""JupyterLab in a real browser: notebooks run from the UI, their widgets moved.
 
 Starts JupyterLab on 127.0.0.1 with a token, drives Debian's Chromium through
 Playwright (``executable_path`` pointed at it, headless, background networking
-off), runs all cells of notebook 01, checks that the k slider renders and that
-moving it redraws the decision regions. Screenshots go to ``reports/browser/``.
+off), runs all cells of a notebook and moves its widget: the k slider of 01 must
+redraw the decision regions, the sparsity slider of 03 must change the reported
+point, the RTT slider of 04 must redraw the crossover plot. 03 and 04 run in the
+smoke profile (papermill injects its parameters without executing) after 02 has
+run headless, since they read its model. Screenshots go to ``reports/browser/``.
 Skips with the reason where Chromium or Playwright is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -69,14 +73,21 @@ def lab(workdirs):
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={paths.notebooks_dir()}",
+        f"--ServerApp.root_dir={_lab_root()}",
         "--ServerApp.open_browser=False",
         "--allow-root",
         "--LabApp.news_url=",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     log = open(workdirs["reports"] / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    env = dict(os.environ)  # the kernels inherit it: the workdirs and, where known, CIFAR-10
+    from conftest import cifar10_source
+
+    if "WORKBENCH_CIFAR10" not in env and cifar10_source() is not None:
+        env["WORKBENCH_CIFAR10"] = str(cifar10_source())
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -100,11 +111,31 @@ def lab(workdirs):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        _discard_checkpoints()
 
 
-def _discard_checkpoints() -> None:
-    shutil.rmtree(paths.notebooks_dir() / ".ipynb_checkpoints", ignore_errors=True)
+def _lab_root():
+    """JupyterLab's root: copies of the notebooks in the reports folder, not the repository."""
+    root = paths.reports_dir("browser", "lab")
+    shutil.copy(paths.notebooks_dir() / "01-edge-iris-knn.ipynb", root)
+    return root
+
+
+def _prepare_smoke_copy(name: str):
+    """A copy of notebook ``name`` with its smoke parameters injected, not executed."""
+    import papermill as pm
+
+    from workbench import report, runner
+
+    report.results_path(name).unlink(missing_ok=True)  # "finished" is read from a fresh file
+    target = _lab_root() / f"{name}.ipynb"
+    pm.execute_notebook(
+        str(paths.notebooks_dir() / f"{name}.ipynb"),
+        str(target),
+        parameters=runner.profile_parameters(name, "smoke"),
+        prepare_only=True,
+        progress_bar=False,
+    )
+    return target
 
 
 def _accept_dialog(page, timeout_ms: int = 5_000) -> None:
@@ -122,68 +153,179 @@ def _plot_src(page) -> str:
     )
 
 
-def test_notebook_01_runs_in_jupyterlab_and_the_k_widget_redraws(lab):
-    url, token = lab
+@contextlib.contextmanager
+def _browser_page(name: str):
+    """A Chromium page; a screenshot ``<name>-failure.png`` if the block raises."""
     shots = paths.reports_dir("browser")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        except Exception:
-            browser.close()
-            raise
-        try:
-            page.goto(
-                f"{url}/lab/tree/01-edge-iris-knn.ipynb?token={token}",
-                wait_until="domcontentloaded",
-            )
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
-            _accept_dialog(page)
-            page.wait_for_selector(
-                ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000
-            )
-            # Run all cells; if the kernel was not connected yet the run is dropped, so retry.
-            results = page.locator(".jp-RenderedMarkdown table").last
-            for attempt in range(3):
-                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-                page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
-                try:  # the whole notebook ran when its last code cell has printed the results table
-                    results.wait_for(state="attached", timeout=90_000 * (attempt + 1))
-                    break
-                except PlaywrightTimeoutError:
-                    if attempt == 2:
-                        raise
-            # JupyterLab 4 virtualises cells out of view: scroll the widget in before using it.
-            slider = page.locator(".widget-interact .widget-slider").first
-            slider.wait_for(state="attached", timeout=60_000)
-            slider.scroll_into_view_if_needed()
-            slider.wait_for(state="visible", timeout=30_000)
-            page.locator(".widget-interact .jp-OutputArea-output img").last.wait_for(timeout=60_000)
-            readout = page.locator(".widget-interact .widget-readout").first
-            before_k, before_src = readout.inner_text().strip(), _plot_src(page)
-            page.screenshot(path=str(shots / "01-widget-before.png"), full_page=False)
-
-            handle = page.locator(".widget-interact .noUi-handle").first
-            handle.focus()
-            page.keyboard.press("ArrowRight")
-            deadline = time.monotonic() + 60
-            while _plot_src(page) == before_src and time.monotonic() < deadline:
-                page.wait_for_timeout(250)
-            after_k, after_src = readout.inner_text().strip(), _plot_src(page)
-            page.screenshot(path=str(shots / "01-widget-after.png"), full_page=False)
-
-            assert after_k != before_k, f"the k readout did not change ({before_k} -> {after_k})"
-            assert after_src and after_src != before_src, (
-                "moving k did not redraw the decision regions"
-            )
-            tracebacks = page.locator(
-                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
-                has_text="Traceback",
-            ).count()
-            assert tracebacks == 0, "a cell raised in the browser run"
-        except Exception:
-            page.screenshot(path=str(shots / "01-failure.png"), full_page=False)
-            raise
+            try:
+                yield page
+            except Exception:
+                page.screenshot(path=str(shots / f"{name}-failure.png"), full_page=False)
+                raise
         finally:
             browser.close()
+
+
+def _run_all(page, url: str, token: str, file: str, finished, *, timeout_s: float) -> None:
+    """Open ``file`` in JupyterLab and run all cells until ``finished()`` is true."""
+    # A workspace of its own, reset: otherwise JupyterLab reopens the previous test's notebook.
+    workspace = file.split("-")[0]
+    page.goto(
+        f"{url}/lab/workspaces/nb{workspace}/tree/{file}?reset&token={token}",
+        wait_until="domcontentloaded",
+    )
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+    _accept_dialog(page)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+    # Run all cells; if the kernel was not connected yet the run is dropped, so retry.
+    for attempt in range(3):
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
+        deadline = time.monotonic() + timeout_s * (attempt + 1)
+        while time.monotonic() < deadline:
+            if finished():
+                return
+            page.wait_for_timeout(500)
+        if page.locator(".jp-InputArea-prompt", has_text="[*]").count():
+            pytest.fail(f"{file} did not finish within {timeout_s * (attempt + 1):.0f} s")
+    pytest.fail(f"{file}: Run All did not start the cells")
+
+
+def _no_tracebacks(page) -> None:
+    tracebacks = page.locator(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+        has_text="Traceback",
+    ).count()
+    assert tracebacks == 0, "a cell raised in the browser run"
+
+
+def _widget_in_view(page, selector: str):
+    """JupyterLab 4 virtualises cells out of view: scroll the widget in before using it."""
+    widget = page.locator(selector).first
+    widget.wait_for(state="attached", timeout=60_000)
+    widget.scroll_into_view_if_needed()
+    widget.wait_for(state="visible", timeout=30_000)
+    return widget
+
+
+def _press_and_wait(page, handle_selector: str, read, *, key: str = "ArrowRight") -> tuple:
+    """Move a slider one step with the keyboard; wait until ``read()`` changes."""
+    before = read()
+    handle = page.locator(handle_selector).first
+    handle.focus()
+    page.keyboard.press(key)
+    deadline = time.monotonic() + 60
+    while read() == before and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    return before, read()
+
+
+def _results_recorded(notebook: str, key: str):
+    """True once the running notebook has recorded ``key`` (its last cell records "figures")."""
+    import json
+
+    from workbench import report
+
+    def done() -> bool:
+        try:
+            return key in json.loads(report.results_path(notebook).read_text())
+        except (OSError, ValueError):
+            return False
+
+    return done
+
+
+def test_notebook_01_runs_in_jupyterlab_and_the_k_widget_redraws(lab):
+    url, token = lab
+    shots = paths.reports_dir("browser")
+    with _browser_page("01") as page:
+        results = page.locator(".jp-RenderedMarkdown table").last
+        _run_all(
+            page,
+            url,
+            token,
+            "01-edge-iris-knn.ipynb",
+            lambda: results.count() > 0,  # its last cell prints the results table
+            timeout_s=90,
+        )
+        _widget_in_view(page, ".widget-interact .widget-slider")
+        page.locator(".widget-interact .jp-OutputArea-output img").last.wait_for(timeout=60_000)
+        readout = page.locator(".widget-interact .widget-readout").first
+        before_k = readout.inner_text().strip()
+        page.screenshot(path=str(shots / "01-widget-before.png"), full_page=False)
+        before_src, after_src = _press_and_wait(
+            page, ".widget-interact .noUi-handle", lambda: _plot_src(page)
+        )
+        after_k = readout.inner_text().strip()
+        page.screenshot(path=str(shots / "01-widget-after.png"), full_page=False)
+        assert after_k != before_k, f"the k readout did not change ({before_k} -> {after_k})"
+        assert after_src and after_src != before_src, "moving k did not redraw the decision regions"
+        _no_tracebacks(page)
     assert (shots / "01-widget-before.png").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def cloud_model(lab, cifar10_path):
+    """Notebook 02 run headless (smoke): 03 and 04 read its model."""
+    from workbench import runner
+
+    try:
+        runner.execute("02-cloud-cifar10-cnn", profile="smoke", progress=False)
+    except runner.NotebookFailed as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
+    """03's sparsity slider picks another sweep point; 04's RTT slider redraws the crossover."""
+    url, token = lab
+    shots = paths.reports_dir("browser")
+
+    name = "03-compress-for-the-edge"
+    _prepare_smoke_copy(name)
+    with _browser_page("03") as page:
+        _run_all(
+            page, url, token, f"{name}.ipynb", _results_recorded(name, "figures"), timeout_s=400
+        )
+        slider = ".widget-interact .widget-hslider, .widget-interact .widget-slider"
+        _widget_in_view(page, slider)
+        text = page.locator(".widget-interact .jp-OutputArea-output").first
+
+        def point() -> str:
+            return text.inner_text().strip() if text.count() else ""
+
+        page.screenshot(path=str(shots / "03-widget-before.png"), full_page=False)
+        before, after = _press_and_wait(page, ".widget-interact .noUi-handle", point)
+        page.screenshot(path=str(shots / "03-widget-after.png"), full_page=False)
+        sparsities = runner_sparsities(name)
+        assert before.startswith(f"target sparsity {sparsities[0]:.0%}"), before
+        assert after.startswith(f"target sparsity {sparsities[1]:.0%}"), after
+        _no_tracebacks(page)
+
+    name = "04-edge-vs-cloud"
+    _prepare_smoke_copy(name)
+    with _browser_page("04") as page:
+        _run_all(
+            page, url, token, f"{name}.ipynb", _results_recorded(name, "figures"), timeout_s=400
+        )
+        _widget_in_view(page, ".widget-interact .widget-slider")
+        page.locator(".widget-interact .jp-OutputArea-output img").last.wait_for(timeout=60_000)
+        rtt = page.locator(".widget-interact .widget-readout").first
+        rtt_before = rtt.inner_text().strip()
+        page.screenshot(path=str(shots / "04-widget-before.png"), full_page=False)
+        before_src, after_src = _press_and_wait(
+            page, ".widget-interact .noUi-handle", lambda: _plot_src(page)
+        )
+        page.screenshot(path=str(shots / "04-widget-after.png"), full_page=False)
+        assert rtt.inner_text().strip() != rtt_before, "the RTT readout did not change"
+        assert after_src and after_src != before_src, "moving RTT did not redraw the crossover"
+        _no_tracebacks(page)
+
+
+def runner_sparsities(name: str) -> list[float]:
+    from workbench import runner
+
+    return list(runner.profile_parameters(name, "smoke")["sweep_sparsities"])

@@ -15,24 +15,83 @@ import pytest
 from workbench import report, runner
 
 NOTEBOOKS = runner.notebook_names()
-BINDER_BYTES = 2 * 1024**3  # mybinder.org's memory limit
-# Notebook 03 (several tfmot fine-tunes and TFLite conversions in one kernel) peaked at
-# 1.5-2.2 GiB across runs here: over Binder's 2 GB in some (issue 7, still open). Until
-# that is fixed, a looser guard catches regressions; `make binder-check` stays strict.
-MEMORY_LIMITS = {"03": int(2.5 * 1024**3)}
+BINDER_BYTES = 2 * 1024**3  # mybinder.org's memory limit (a container cap, 2 GB)
+# Heap (anonymous memory) cannot be evicted under a memory cap: keep a margin below 2 GiB
+# for the pages that must stay resident besides it (Python, TensorFlow's code).
+HEAP_BYTES = int(1.5 * 1024**3)
+# Notebook 03's kernel touches many of TensorFlow's library pages (the converter, tfmot):
+# its PSS has reached 2.2 GiB when nothing caps it. Those pages are clean and file-backed, so
+# a memory cap evicts them instead of killing the kernel; where this machine allows it, the
+# notebooks run under a real 2 GiB cgroup cap (below), which is the test that matters.
+UNCAPPED_TOTAL = {"03": int(2.5 * 1024**3)}
 _done: dict[str, runner.Execution] = {}
 
 
-def _run(name: str, out_dir) -> runner.Execution:
+def _run(name: str) -> runner.Execution:
+    """Run ``name`` (and the notebooks before it, once): under a 2 GiB cgroup where possible."""
     for earlier in NOTEBOOKS[: NOTEBOOKS.index(name)]:
         if earlier not in _done:
-            _run(earlier, out_dir)
+            _run(earlier)
     if name not in _done:
-        try:
-            _done[name] = runner.execute(name, profile="smoke", out_dir=out_dir, progress=False)
-        except runner.NotebookFailed as err:
-            pytest.fail(str(err), pytrace=False)
+        _done[name] = _capped(name) if runner.MemoryLimit.unavailable() is None else _plain(name)
     return _done[name]
+
+
+def _plain(name: str) -> runner.Execution:
+    from workbench import paths
+
+    try:
+        return runner.execute(
+            name, profile="smoke", out_dir=paths.reports_dir("executed"), progress=False
+        )
+    except runner.NotebookFailed as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def _capped(name: str) -> runner.Execution:
+    """``python -m workbench run --memory-cap-mib 2048 NAME`` in a fresh process.
+
+    A fresh process because the cgroup charges everything in it: this pytest process has
+    TensorFlow loaded by other tests, a Binder session's Jupyter server does not.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from workbench import paths
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "run",
+            "--profile",
+            "smoke",
+            "--memory-cap-mib",
+            str(BINDER_BYTES // 2**20),
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"{name} failed under a {BINDER_BYTES // 2**20} MiB memory cap:\n"
+            + "\n".join((done.stderr or done.stdout).splitlines()[-60:]),
+            pytrace=False,
+        )
+    run = json.loads((paths.reports_dir("results") / "runs.json").read_text())[name]
+    return runner.Execution(
+        name,
+        paths.reports_dir("executed") / f"{name}.ipynb",
+        run["seconds"],
+        int(run["peak_memory_mib"] * 2**20),
+        int(run["peak_private_mib"] * 2**20),
+        int(run["memory_cap_mib"] * 2**20),
+        int(run["cgroup_peak_mib"] * 2**20),
+    )
 
 
 def check_01(r: dict) -> None:
@@ -149,12 +208,15 @@ CHECKS: dict[str, Callable[[dict], None]] = {
 @pytest.mark.notebooks
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook(name: str, workdirs, cifar10_path) -> None:
-    execution = _run(name, workdirs["reports"] / "executed")
+    execution = _run(name)
     assert execution.output.exists()
-    limit = MEMORY_LIMITS.get(name[:2], BINDER_BYTES)
-    assert 0 < execution.peak_memory_bytes < limit, (
-        f"{name} peaked at {execution.peak_memory_bytes / 2**20:.0f} MiB (limit {limit / 2**20:.0f} MiB)"
-    )
+    mib = f"{execution.peak_memory_bytes / 2**20:.0f} MiB ({execution.peak_private_bytes / 2**20:.0f} MiB heap)"
+    assert 0 < execution.peak_private_bytes < HEAP_BYTES, f"{name}'s heap peaked at {mib}"
+    if execution.limit_bytes:  # it ran to the end inside the cap: it fits
+        assert execution.limit_bytes == BINDER_BYTES and execution.limit_peak_bytes > 0
+    else:
+        limit = UNCAPPED_TOTAL.get(name[:2], BINDER_BYTES)
+        assert execution.peak_memory_bytes < limit, f"{name} peaked at {mib}"
     results = report.load_results(name)
     assert results.get("summary_keys"), f"{name} recorded no summary figures"
     for key in results["summary_keys"]:
@@ -183,6 +245,11 @@ def test_notebooks_are_committed_without_outputs() -> None:
             f"{name} must open with a title"
         )
         text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        titles = [line for line in text.splitlines() if line.startswith("# ")]
+        assert len(titles) == 1, (
+            f"{name} has {len(titles)} top-level headings, e.g. {titles[:3]}: one title, "
+            "then '##' sections (a '# ' prefix on prose lines renders each as a heading)"
+        )
         for heading in ("You will learn", "## Results", "## What to try next"):
             assert heading.lower() in text.lower(), f"{name} lacks the skeleton section '{heading}'"
 

@@ -15,6 +15,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", default="full", help="full (default) or a file in notebooks/params/"
     )
     run.add_argument("notebooks", nargs="*", help="notebook stems to run (default: all, in order)")
+    run.add_argument(
+        "--memory-cap-mib",
+        type=int,
+        default=None,
+        help="run under a memory cgroup with this cap, as on Binder (2048); Linux, root only",
+    )
 
     sub.add_parser("report", help="rebuild reports/index.html from recorded results")
 
@@ -36,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         from workbench import runner
 
         try:
-            runner.run_all(args.profile, args.notebooks or None)
+            cap = args.memory_cap_mib * 2**20 if args.memory_cap_mib else None
+            if cap and runner.MemoryLimit.unavailable():
+                print(f"--memory-cap-mib: {runner.MemoryLimit.unavailable()}", file=sys.stderr)
+                return 2
+            runner.run_all(args.profile, args.notebooks or None, memory_cap_bytes=cap)
         except runner.NotebookFailed as err:
             print(err, file=sys.stderr)
             return 1

@@ -137,8 +137,21 @@ def build_index(notebooks: list[str] | None = None) -> Path:
         parts.append(
             _table(
                 [{"notebook": k, **v} for k, v in sorted(runs.items())],
-                ["notebook", "profile", "seconds", "peak_memory_mib"],
+                [
+                    "notebook",
+                    "profile",
+                    "seconds",
+                    "peak_memory_mib",
+                    "peak_private_mib",
+                    "memory_cap_mib",
+                    "cgroup_peak_mib",
+                ],
             )
+        )
+        parts.append(
+            "<p>peak_memory_mib: the kernel and the processes it starts, proportional set sizes "
+            "summed; peak_private_mib: their heap; memory_cap_mib / cgroup_peak_mib: the cgroup "
+            "cap it ran under, if any, and what was charged to it (page cache included).</p>"
         )
     parts.append("<h2>Key figures</h2>")
     parts.append(

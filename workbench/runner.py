@@ -25,15 +25,42 @@ class Execution:
     name: str
     output: Path
     seconds: float
-    peak_memory_bytes: int  # peak RSS of the kernel and its children (e.g. the model server)
+    peak_memory_bytes: int  # peak memory of the kernel and its children (see MemorySampler)
+    peak_private_bytes: int = 0  # of which anonymous (heap) memory: what cannot be paged out
+    limit_bytes: int = 0  # the cgroup memory cap it ran under (0: none)
+    limit_peak_bytes: int = 0  # the most memory charged to that cgroup
+
+
+def process_memory(pid: int) -> tuple[int, int]:
+    """(proportional set size, anonymous part) of one process, in bytes.
+
+    PSS splits pages shared between processes (TensorFlow's libraries, mapped by the
+    kernel and by a model server it starts) among them, so the PSS of a group of processes
+    adds up to the memory the group really occupies, which is what a container's memory
+    limit charges; summed RSS would count a shared library once per process. The anonymous
+    part is the heap: unlike file-backed pages, it cannot be dropped under memory pressure.
+    Reads ``/proc/<pid>/smaps_rollup`` (Linux); elsewhere falls back to RSS for both.
+    """
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            fields = dict(line.split(":", 1) for line in f if line.rstrip().endswith(" kB"))
+        pss = int(fields["Pss"].split()[0]) * 1024
+        anon = int(fields.get("Pss_Anon", fields.get("Anonymous", "0 kB")).split()[0]) * 1024
+        return pss, anon
+    except (OSError, KeyError, ValueError):
+        import psutil
+
+        rss = psutil.Process(pid).memory_info().rss
+        return rss, rss
 
 
 class MemorySampler:
-    """Samples the summed RSS of this process's kernel children (and their children) in a thread.
+    """Samples the memory of this process's kernel children (and their children) in a thread.
 
     Papermill starts the kernel as a child of this process; the notebook may start more
-    processes (the model server). Their RSS is summed every ``interval_s`` and the peak kept,
-    which is what counts against a memory limit such as mybinder.org's 2 GB.
+    processes (the model server). Their proportional set sizes (:func:`process_memory`)
+    are summed every ``interval_s`` and the peak kept, which is what counts against a
+    memory limit such as mybinder.org's 2 GB; the peak of the anonymous part is kept too.
     """
 
     def __init__(self, interval_s: float = 0.2) -> None:
@@ -44,25 +71,29 @@ class MemorySampler:
         self._me = psutil.Process()
         self._known = {c.pid for c in self._me.children(recursive=True)}
         self.peak = 0
+        self.peak_private = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
 
-    def _sample(self) -> int:
+    def _sample(self) -> tuple[int, int]:
         import psutil
 
-        total = 0
+        total = private = 0
         for child in self._me.children(recursive=True):
             if child.pid in self._known:
                 continue
             try:
-                total += child.memory_info().rss
+                pss, anon = process_memory(child.pid)
             except psutil.Error:
-                pass
-        return total
+                continue
+            total, private = total + pss, private + anon
+        return total, private
 
     def _run(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
-            self.peak = max(self.peak, self._sample())
+            total, private = self._sample()
+            self.peak = max(self.peak, total)
+            self.peak_private = max(self.peak_private, private)
 
     def __enter__(self) -> MemorySampler:
         self._thread.start()
@@ -71,6 +102,116 @@ class MemorySampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+
+
+class MemoryLimit:
+    """Run this process, and the kernels it starts, in a memory cgroup capped at ``limit_bytes``.
+
+    This is how mybinder.org caps a session (a container's memory limit, 2 GB): the
+    kernel is killed if the memory charged to the group cannot be brought under the cap,
+    while clean file-backed pages (TensorFlow's libraries) are evicted instead. Running a
+    notebook under the same cap therefore tests whether it *fits*, which sampling memory
+    cannot. Linux only, as root, with the cgroup v1 ``memory`` controller or cgroup v2;
+    :meth:`unavailable` says why not otherwise. The runner itself (papermill, like the
+    Jupyter server on Binder) is in the group too.
+
+    ``drop_page_cache`` empties the page cache first, so that the libraries the kernel
+    loads are charged to the group as in a fresh container, not to whoever read them first.
+    """
+
+    def __init__(self, limit_bytes: int, *, drop_page_cache: bool = True) -> None:
+        import os
+
+        self.limit_bytes = int(limit_bytes)
+        self.drop_page_cache = drop_page_cache
+        self._v1 = Path("/sys/fs/cgroup/memory")
+        self._dir = self._group_root() / f"workbench-{os.getpid()}"
+        self._home: Path | None = None
+
+    def _group_root(self) -> Path:
+        return self._v1 if (self._v1 / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
+
+    @property
+    def _is_v1(self) -> bool:
+        return self._group_root() == self._v1
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """None when a memory cgroup can be made here, else the reason."""
+        import os
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            return "memory cgroups are Linux-only"
+        if os.geteuid() != 0:
+            return "creating a memory cgroup needs root"
+        v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/cgroup.subtree_control")
+        if (v1 / "cgroup.procs").exists():
+            return None if os.access(v1, os.W_OK) else f"{v1} is read-only"
+        if v2.exists() and "memory" in v2.read_text().split():
+            return None
+        return "no writable cgroup memory controller (v1 'memory' or v2 with +memory)"
+
+    def _file(self, v1_name: str, v2_name: str) -> Path:
+        return self._dir / (v1_name if self._is_v1 else v2_name)
+
+    def __enter__(self) -> MemoryLimit:
+        import os
+
+        reason = self.unavailable()
+        if reason:
+            raise RuntimeError(f"Cannot cap memory with a cgroup: {reason}.")
+        self._dir.mkdir(exist_ok=True)
+        self._file("memory.limit_in_bytes", "memory.max").write_text(str(self.limit_bytes))
+        if self._is_v1 and (self._dir / "memory.memsw.limit_in_bytes").exists():
+            self._dir.joinpath("memory.memsw.limit_in_bytes").write_text(str(self.limit_bytes))
+        elif not self._is_v1 and (self._dir / "memory.swap.max").exists():
+            self._dir.joinpath("memory.swap.max").write_text("0")
+        self._home = self._current_group()
+        if self.drop_page_cache:
+            os.sync()
+            Path("/proc/sys/vm/drop_caches").write_text("1")
+        (self._dir / "cgroup.procs").write_text(str(os.getpid()))
+        return self
+
+    def _current_group(self) -> Path:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, rel = line.split(":", 2)
+            if (self._is_v1 and "memory" in controllers.split(",")) or (
+                not self._is_v1 and controllers == ""
+            ):
+                return self._group_root() / rel.lstrip("/")
+        return self._group_root()
+
+    def reset_peak(self) -> None:
+        """Start a new peak (cgroup v1; v2 kernels before 6.12 cannot reset ``memory.peak``)."""
+        if self._is_v1:
+            self._dir.joinpath("memory.max_usage_in_bytes").write_text("0")
+
+    def peak_bytes(self) -> int:
+        """The most memory charged to the group (libraries' pages included) since the reset."""
+        f = self._file("memory.max_usage_in_bytes", "memory.peak")
+        return int(f.read_text()) if f.exists() else 0
+
+    def oom_kills(self) -> int:
+        """How many processes of the group the kernel killed for lack of memory."""
+        f = self._file("memory.oom_control", "memory.events")
+        for line in f.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def __exit__(self, *exc) -> None:
+        import os
+        import warnings
+
+        if self._home is not None:
+            (self._home / "cgroup.procs").write_text(str(os.getpid()))
+        try:
+            self._dir.rmdir()
+        except OSError as err:  # a process still in it: the kernel will empty it on exit
+            warnings.warn(f"could not remove the cgroup {self._dir}: {err}", stacklevel=2)
 
 
 def notebook_names() -> list[str]:
@@ -106,6 +247,7 @@ def execute(
     out_dir: Path | None = None,
     extra_parameters: dict | None = None,
     progress: bool = True,
+    memory_limit: MemoryLimit | None = None,
 ) -> Execution:
     """Run one notebook top to bottom; write the executed copy to ``out_dir``.
 
@@ -119,6 +261,11 @@ def execute(
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"
     parameters = profile_parameters(name, profile) | (extra_parameters or {})
+    from nbclient.exceptions import DeadKernelError
+
+    if memory_limit is not None:
+        memory_limit.reset_peak()
+        kills_before = memory_limit.oom_kills()
     start = time.perf_counter()
     try:
         with MemorySampler() as memory:
@@ -139,7 +286,25 @@ def execute(
             + "\n".join(err.traceback)
             + f"\nExecuted copy: {output}"
         ) from None
-    execution = Execution(name, output, time.perf_counter() - start, memory.peak)
+    except DeadKernelError as err:
+        hint = ""
+        if memory_limit is not None and memory_limit.oom_kills() > kills_before:
+            hint = (
+                f" The kernel was killed for lack of memory: it needed more than the "
+                f"{memory_limit.limit_bytes / 2**20:,.0f} MiB cap."
+            )
+        raise NotebookFailed(
+            f"Notebook {name}: the kernel died ({err}).{hint} Executed copy so far: {output}"
+        ) from None
+    execution = Execution(
+        name,
+        output,
+        time.perf_counter() - start,
+        memory.peak,
+        memory.peak_private,
+        memory_limit.limit_bytes if memory_limit else 0,
+        memory_limit.peak_bytes() if memory_limit else 0,
+    )
     _record_run(execution, profile)
     return execution
 
@@ -155,7 +320,11 @@ def _record_run(execution: Execution, profile: str) -> None:
         "profile": profile,
         "seconds": round(execution.seconds, 1),
         "peak_memory_mib": round(execution.peak_memory_bytes / 2**20, 1),
+        "peak_private_mib": round(execution.peak_private_bytes / 2**20, 1),
     }
+    if execution.limit_bytes:
+        runs[execution.name]["memory_cap_mib"] = round(execution.limit_bytes / 2**20, 1)
+        runs[execution.name]["cgroup_peak_mib"] = round(execution.limit_peak_bytes / 2**20, 1)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(runs, indent=2, sort_keys=True))
     os.replace(tmp, path)
@@ -188,21 +357,38 @@ def to_html(executed: Path, out_dir: Path | None = None) -> Path:
     return target
 
 
-def run_all(profile: str = "full", names: list[str] | None = None) -> list[Execution]:
-    """Execute every notebook in order, render HTML, build the index and print a summary."""
+def run_all(
+    profile: str = "full", names: list[str] | None = None, *, memory_cap_bytes: int | None = None
+) -> list[Execution]:
+    """Execute every notebook in order, render HTML, build the index and print a summary.
+
+    ``memory_cap_bytes``: run each notebook inside a memory cgroup with that cap
+    (:class:`MemoryLimit`), as on mybinder.org; a kernel killed for memory fails the run.
+    """
+    from contextlib import nullcontext
+
     from workbench import report
 
     done = []
-    for name in names or notebook_names():
-        print(f"==> {name} ({profile} profile)", flush=True)
-        execution = execute(name, profile=profile)
-        to_html(execution.output)
-        print(
-            f"    done in {execution.seconds:.0f} s, peak kernel memory "
-            f"{execution.peak_memory_bytes / 2**20:,.0f} MiB -> {execution.output}",
-            flush=True,
-        )
-        done.append(execution)
+    with MemoryLimit(memory_cap_bytes) if memory_cap_bytes else nullcontext() as limit:
+        for name in names or notebook_names():
+            print(f"==> {name} ({profile} profile)", flush=True)
+            execution = execute(name, profile=profile, memory_limit=limit)
+            to_html(execution.output)
+            capped = (
+                f", {execution.limit_peak_bytes / 2**20:,.0f} MiB charged to its "
+                f"{execution.limit_bytes / 2**20:,.0f} MiB cgroup"
+                if execution.limit_bytes
+                else ""
+            )
+            print(
+                f"    done in {execution.seconds:.0f} s, peak kernel memory "
+                f"{execution.peak_memory_bytes / 2**20:,.0f} MiB "
+                f"({execution.peak_private_bytes / 2**20:,.0f} MiB heap){capped} "
+                f"-> {execution.output}",
+                flush=True,
+            )
+            done.append(execution)
     index = report.build_index()
     print("\nKey figures:")
     for row in report.summary_rows():
