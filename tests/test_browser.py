@@ -224,6 +224,24 @@ def _press_and_wait(page, handle_selector: str, read, *, key: str = "ArrowRight"
     return before, read()
 
 
+def _slider_redraws_plot(page, stem: str, what: str) -> None:
+    """Move the interact widget's first slider one step: its readout and its plot must change."""
+    shots = paths.reports_dir("browser")
+    _widget_in_view(page, ".widget-interact .widget-slider")
+    page.locator(".widget-interact .jp-OutputArea-output img").last.wait_for(timeout=60_000)
+    readout = page.locator(".widget-interact .widget-readout").first
+    value_before = readout.inner_text().strip()
+    page.screenshot(path=str(shots / f"{stem}-widget-before.png"), full_page=False)
+    src_before, src_after = _press_and_wait(
+        page, ".widget-interact .noUi-handle", lambda: _plot_src(page)
+    )
+    value_after = readout.inner_text().strip()
+    page.screenshot(path=str(shots / f"{stem}-widget-after.png"), full_page=False)
+    assert value_after != value_before, f"the {what} readout did not change ({value_before})"
+    assert src_after and src_after != src_before, f"moving {what} did not redraw the plot"
+    _no_tracebacks(page)
+
+
 def _results_recorded(notebook: str, key: str):
     """True once the running notebook has recorded ``key`` (its last cell records "figures")."""
     import json
@@ -252,19 +270,7 @@ def test_notebook_01_runs_in_jupyterlab_and_the_k_widget_redraws(lab):
             lambda: results.count() > 0,  # its last cell prints the results table
             timeout_s=90,
         )
-        _widget_in_view(page, ".widget-interact .widget-slider")
-        page.locator(".widget-interact .jp-OutputArea-output img").last.wait_for(timeout=60_000)
-        readout = page.locator(".widget-interact .widget-readout").first
-        before_k = readout.inner_text().strip()
-        page.screenshot(path=str(shots / "01-widget-before.png"), full_page=False)
-        before_src, after_src = _press_and_wait(
-            page, ".widget-interact .noUi-handle", lambda: _plot_src(page)
-        )
-        after_k = readout.inner_text().strip()
-        page.screenshot(path=str(shots / "01-widget-after.png"), full_page=False)
-        assert after_k != before_k, f"the k readout did not change ({before_k} -> {after_k})"
-        assert after_src and after_src != before_src, "moving k did not redraw the decision regions"
-        _no_tracebacks(page)
+        _slider_redraws_plot(page, "01", "k")
     assert (shots / "01-widget-before.png").stat().st_size > 0
 
 
@@ -311,18 +317,7 @@ def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
         _run_all(
             page, url, token, f"{name}.ipynb", _results_recorded(name, "figures"), timeout_s=400
         )
-        _widget_in_view(page, ".widget-interact .widget-slider")
-        page.locator(".widget-interact .jp-OutputArea-output img").last.wait_for(timeout=60_000)
-        rtt = page.locator(".widget-interact .widget-readout").first
-        rtt_before = rtt.inner_text().strip()
-        page.screenshot(path=str(shots / "04-widget-before.png"), full_page=False)
-        before_src, after_src = _press_and_wait(
-            page, ".widget-interact .noUi-handle", lambda: _plot_src(page)
-        )
-        page.screenshot(path=str(shots / "04-widget-after.png"), full_page=False)
-        assert rtt.inner_text().strip() != rtt_before, "the RTT readout did not change"
-        assert after_src and after_src != before_src, "moving RTT did not redraw the crossover"
-        _no_tracebacks(page)
+        _slider_redraws_plot(page, "04", "RTT")
 
 
 def runner_sparsities(name: str) -> list[float]:

@@ -170,7 +170,16 @@ class MemoryLimit:
         self._home = self._current_group()
         if self.drop_page_cache:
             os.sync()
-            Path("/proc/sys/vm/drop_caches").write_text("1")
+            try:
+                Path("/proc/sys/vm/drop_caches").write_text("1")
+            except OSError as err:  # e.g. a container with a read-only /proc/sys
+                import warnings
+
+                warnings.warn(
+                    f"could not drop the page cache ({err}): libraries already cached are "
+                    "not charged to the cap, so it is looser than a fresh container's",
+                    stacklevel=2,
+                )
         (self._dir / "cgroup.procs").write_text(str(os.getpid()))
         return self
 
