@@ -402,8 +402,8 @@ def free_memory() -> None:
 
     Fine-tuning several tfmot variants in one kernel adds up; call this after ``del``-ing
     models that are already converted, to stay inside small machines (Binder: 2 GB).
-    Some memory stays with TensorFlow regardless (each fine-tune and conversion of a
-    quantization-aware model keeps 50-200 MB of graphs here).
+    Some memory stays with TensorFlow regardless: each fine-tune and each conversion of a
+    quantization-aware model keeps part of what it allocated.
     """
     import gc
 
@@ -416,8 +416,7 @@ def free_memory() -> None:
 
 
 def _trim_heap() -> None:
-    """Hand freed heap pages back to the OS: glibc keeps them otherwise (measured here: 100-150
-    MB after a fine-tune). A no-op on other C libraries and systems."""
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise); no-op elsewhere."""
     import ctypes
     import sys
 
