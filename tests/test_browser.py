@@ -73,7 +73,7 @@ def lab(workdirs):
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={_lab_root()}",
+        f"--ServerApp.root_dir={_lab_root()}",  # copies, not the repository's notebooks
         "--ServerApp.open_browser=False",
         "--allow-root",
         "--LabApp.news_url=",
@@ -85,6 +85,7 @@ def lab(workdirs):
 
     if "WORKBENCH_CIFAR10" not in env and cifar10_source() is not None:
         env["WORKBENCH_CIFAR10"] = str(cifar10_source())
+    shutil.copy(paths.notebooks_dir() / "01-edge-iris-knn.ipynb", _lab_root())
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
     )
@@ -115,9 +116,7 @@ def lab(workdirs):
 
 def _lab_root():
     """JupyterLab's root: copies of the notebooks in the reports folder, not the repository."""
-    root = paths.reports_dir("browser", "lab")
-    shutil.copy(paths.notebooks_dir() / "01-edge-iris-knn.ipynb", root)
-    return root
+    return paths.reports_dir("browser", "lab")
 
 
 def _prepare_smoke_copy(name: str):
@@ -163,7 +162,7 @@ def _browser_page(name: str):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             try:
                 yield page
-            except Exception:
+            except (Exception, pytest.fail.Exception):
                 page.screenshot(path=str(shots / f"{name}-failure.png"), full_page=False)
                 raise
         finally:
@@ -189,18 +188,25 @@ def _run_all(page, url: str, token: str, file: str, finished, *, timeout_s: floa
         while time.monotonic() < deadline:
             if finished():
                 return
+            if _traceback_count(page):
+                pytest.fail(
+                    f"{file}: a cell raised in the browser run (see the failure screenshot)"
+                )
             page.wait_for_timeout(500)
         if page.locator(".jp-InputArea-prompt", has_text="[*]").count():
             pytest.fail(f"{file} did not finish within {timeout_s * (attempt + 1):.0f} s")
     pytest.fail(f"{file}: Run All did not start the cells")
 
 
-def _no_tracebacks(page) -> None:
-    tracebacks = page.locator(
+def _traceback_count(page) -> int:
+    return page.locator(
         ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
         has_text="Traceback",
     ).count()
-    assert tracebacks == 0, "a cell raised in the browser run"
+
+
+def _no_tracebacks(page) -> None:
+    assert _traceback_count(page) == 0, "a cell raised in the browser run"
 
 
 def _widget_in_view(page, selector: str):

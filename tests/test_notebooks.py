@@ -36,12 +36,8 @@ def _run(name: str) -> runner.Execution:
 
 
 def _plain(name: str) -> runner.Execution:
-    from workbench import paths
-
     try:
-        return runner.execute(
-            name, profile="smoke", out_dir=paths.reports_dir("executed"), progress=False
-        )
+        return runner.execute(name, profile="smoke", progress=False)
     except runner.NotebookFailed as err:
         pytest.fail(str(err), pytrace=False)
 
@@ -52,11 +48,8 @@ def _capped(name: str) -> runner.Execution:
     A fresh process because the cgroup charges everything in it: this pytest process has
     TensorFlow loaded by other tests, a Binder session's Jupyter server does not.
     """
-    import json
     import subprocess
     import sys
-
-    from workbench import paths
 
     done = subprocess.run(
         [
@@ -80,16 +73,7 @@ def _capped(name: str) -> runner.Execution:
             + "\n".join((done.stderr or done.stdout).splitlines()[-60:]),
             pytrace=False,
         )
-    run = json.loads((paths.reports_dir("results") / "runs.json").read_text())[name]
-    return runner.Execution(
-        name,
-        paths.reports_dir("executed") / f"{name}.ipynb",
-        run["seconds"],
-        int(run["peak_memory_mib"] * 2**20),
-        int(run["peak_private_mib"] * 2**20),
-        int(run["memory_cap_mib"] * 2**20),
-        int(run["cgroup_peak_mib"] * 2**20),
-    )
+    return runner.recorded_run(name)
 
 
 def check_01(r: dict) -> None:

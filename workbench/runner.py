@@ -119,21 +119,18 @@ class MemoryLimit:
     loads are charged to the group as in a fresh container, not to whoever read them first.
     """
 
+    V1_ROOT = Path("/sys/fs/cgroup/memory")  # cgroup v1's memory hierarchy
+    V2_ROOT = Path("/sys/fs/cgroup")
+
     def __init__(self, limit_bytes: int, *, drop_page_cache: bool = True) -> None:
         import os
 
         self.limit_bytes = int(limit_bytes)
         self.drop_page_cache = drop_page_cache
-        self._v1 = Path("/sys/fs/cgroup/memory")
-        self._dir = self._group_root() / f"workbench-{os.getpid()}"
+        self._is_v1 = (self.V1_ROOT / "cgroup.procs").exists()
+        self._root = self.V1_ROOT if self._is_v1 else self.V2_ROOT
+        self._dir = self._root / f"workbench-{os.getpid()}"
         self._home: Path | None = None
-
-    def _group_root(self) -> Path:
-        return self._v1 if (self._v1 / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
-
-    @property
-    def _is_v1(self) -> bool:
-        return self._group_root() == self._v1
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -145,7 +142,7 @@ class MemoryLimit:
             return "memory cgroups are Linux-only"
         if os.geteuid() != 0:
             return "creating a memory cgroup needs root"
-        v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/cgroup.subtree_control")
+        v1, v2 = cls.V1_ROOT, cls.V2_ROOT / "cgroup.subtree_control"
         if (v1 / "cgroup.procs").exists():
             return None if os.access(v1, os.W_OK) else f"{v1} is read-only"
         if v2.exists() and "memory" in v2.read_text().split():
@@ -189,8 +186,8 @@ class MemoryLimit:
             if (self._is_v1 and "memory" in controllers.split(",")) or (
                 not self._is_v1 and controllers == ""
             ):
-                return self._group_root() / rel.lstrip("/")
-        return self._group_root()
+                return self._root / rel.lstrip("/")
+        return self._root
 
     def reset_peak(self) -> None:
         """Start a new peak (cgroup v1; v2 kernels before 6.12 cannot reset ``memory.peak``)."""
@@ -219,8 +216,12 @@ class MemoryLimit:
             (self._home / "cgroup.procs").write_text(str(os.getpid()))
         try:
             self._dir.rmdir()
-        except OSError as err:  # a process still in it: the kernel will empty it on exit
-            warnings.warn(f"could not remove the cgroup {self._dir}: {err}", stacklevel=2)
+        except OSError as err:  # a process is still in it (a kernel that outlived its run)
+            warnings.warn(
+                f"could not remove the cgroup {self._dir} ({err}); rmdir it once its "
+                "processes have exited",
+                stacklevel=2,
+            )
 
 
 def notebook_names() -> list[str]:
@@ -337,6 +338,26 @@ def _record_run(execution: Execution, profile: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(runs, indent=2, sort_keys=True))
     os.replace(tmp, path)
+
+
+def recorded_run(name: str) -> Execution:
+    """Read back what :func:`execute` recorded for ``name`` in ``runs.json`` (e.g. from a
+    run in another process, such as ``python -m workbench run --memory-cap-mib``)."""
+    import json
+
+    runs = json.loads((paths.reports_dir("results") / "runs.json").read_text())
+    if name not in runs:
+        raise KeyError(f"No recorded run of {name} in {paths.reports_dir('results')}")
+    run = runs[name]
+    return Execution(
+        name,
+        paths.reports_dir("executed") / f"{name}.ipynb",
+        run["seconds"],
+        round(run["peak_memory_mib"] * 2**20),
+        round(run.get("peak_private_mib", 0) * 2**20),
+        round(run.get("memory_cap_mib", 0) * 2**20),
+        round(run.get("cgroup_peak_mib", 0) * 2**20),
+    )
 
 
 def _failing_cell_source(output: Path, exec_count: int | None) -> str:

@@ -66,3 +66,20 @@ def test_memory_cap_says_why_it_is_unavailable(monkeypatch):
         assert "root" in runner.MemoryLimit.unavailable()
         with pytest.raises(RuntimeError, match="root"):
             runner.MemoryLimit(2**30).__enter__()
+
+
+def test_a_recorded_run_reads_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_REPORTS", str(tmp_path))
+    sent = runner.Execution(
+        "09-x",
+        tmp_path / "executed" / "09-x.ipynb",
+        12.3,
+        900 * MiB,
+        500 * MiB,
+        2048 * MiB,
+        1500 * MiB,
+    )
+    runner._record_run(sent, "smoke")
+    assert runner.recorded_run("09-x") == sent
+    with pytest.raises(KeyError, match="No recorded run of 10-y"):
+        runner.recorded_run("10-y")
