@@ -54,9 +54,9 @@ def test_binder_environment_runs_every_notebook_under_2_gb(tmp_path, cifar10_pat
         "WORKBENCH_REPORTS": str(reports),
         "WORKBENCH_CIFAR10": str(cifar10_path),
     }
-    from workbench import runner
+    from workbench.memory import MemoryLimit
 
-    capped = runner.MemoryLimit.unavailable() is None
+    capped = MemoryLimit.unavailable() is None
     cap = ["--memory-cap-mib", str(BINDER_LIMIT_BYTES // 2**20)] if capped else []
     profile = os.environ.get("WORKBENCH_BINDER_PROFILE", "smoke")
     subprocess.run(

@@ -56,14 +56,14 @@ CHROMIUM_ARGS = [
 def lab(workdirs):
     import httpx
 
-    from workbench import serve
+    from workbench import serving
 
     if CHROMIUM is None:
         pytest.skip("Chromium not found: install Debian's 'chromium' package (.ci/run does)")
     if sync_playwright is None:
         pytest.skip("the playwright package is not installed (pip install -r requirements.txt)")
     token = secrets.token_hex(16)
-    port = serve.free_port()
+    port = serving.free_port()
     cmd = [
         sys.executable,
         "-m",

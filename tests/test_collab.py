@@ -1,4 +1,4 @@
-"""Split computing, cascades and distillation on a small model; the split endpoint over HTTP."""
+"""Split computing on chains and branchy graphs, cascades, and the split endpoint over HTTP."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-from workbench import collab, models, network, serve
+from workbench import collab, models, network, serving
 
 
 @pytest.fixture(scope="module")
@@ -25,25 +25,84 @@ def chain():
     return model, models.scale_images(images)
 
 
-def test_split_points_cover_every_cut(chain):
+def test_every_layer_of_a_chain_is_a_cut_point(chain):
     model, _ = chain
-    points = collab.split_points(model)
+    points = collab.cut_points(model)
     assert [p.after for p in points] == ["input", "c1", "p1", "c2", "gap", "out"]
     assert points[2].activation_shape == (16, 16, 8) and points[2].values == 16 * 16 * 8
+    assert [p.index for p in points] == list(range(6))
 
 
-@pytest.mark.parametrize("index", [0, 1, 2, 3, 4, 5])
-def test_prefix_then_suffix_equals_the_model(chain, index):
+@pytest.mark.parametrize("after", ["input", "c1", "p1", "c2", "gap", "out"])
+def test_prefix_then_suffix_equals_the_model(chain, after):
     model, x = chain
-    prefix, suffix = collab.split_model(model, index)
+    prefix, suffix = collab.split_model(model, after)
     a = prefix.predict(x, verbose=0) if prefix is not None else x
     out = suffix.predict(a, verbose=0) if suffix is not None else a
     np.testing.assert_allclose(out, model.predict(x, verbose=0), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def branchy():
+    """A residual block, a two-branch concatenation and a long skip from the input."""
+    import tf_keras as keras
+    from tf_keras import layers
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((12, 10, 1), name="image")
+    stem = layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    inner = layers.Conv2D(8, 3, padding="same", name="res_conv")(stem)
+    inner = layers.BatchNormalization(name="res_bn")(inner)
+    block = layers.Add(name="res_add")([stem, inner])
+    left = layers.DepthwiseConv2D(3, padding="same", name="left_dw")(block)
+    right = layers.SeparableConv2D(4, 3, padding="same", name="right_sep")(block)
+    merged = layers.Concatenate(name="merge")([left, right])
+    pooled = layers.GlobalAveragePooling2D(name="gap")(merged)
+    outputs = layers.Dense(7, activation="softmax", name="out")(pooled)
+    model = keras.Model(inputs, outputs, name="branchy")
+    x = np.random.default_rng(1).uniform(0, 1, (16, 12, 10, 1)).astype(np.float32)
+    return model, x
+
+
+def test_no_cut_point_lies_inside_a_branch(branchy):
+    model, _ = branchy
+    cuts = [p.after for p in collab.cut_points(model)]
+    assert cuts == ["input", "stem", "res_add", "merge", "gap", "out"]
+    for inside in ("res_conv", "res_bn", "left_dw", "right_sep"):
+        with pytest.raises(ValueError, match="not a cut point"):
+            collab.split_model(model, inside)
+
+
+@pytest.mark.parametrize("after", ["input", "stem", "res_add", "merge", "gap", "out"])
+def test_split_of_a_branchy_graph_equals_the_model(branchy, after):
+    model, x = branchy
+    prefix, suffix = collab.split_model(model, after)
+    a = prefix.predict(x, verbose=0) if prefix is not None else x
+    out = suffix.predict(a, verbose=0) if suffix is not None else a
+    np.testing.assert_allclose(out, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_long_skip_from_the_input_leaves_only_the_ends():
+    import tf_keras as keras
+    from tf_keras import layers
+
+    inputs = keras.Input((4,))
+    hidden = layers.Dense(4, name="hidden")(inputs)
+    outputs = layers.Dense(3, activation="softmax", name="out")(layers.Add()([inputs, hidden]))
+    model = keras.Model(inputs, outputs)
+    assert [p.after for p in collab.cut_points(model)] == ["input", "add", "out"]
+
+
+def test_choose_cuts_keeps_both_ends_and_the_cheapest_in_between(branchy):
+    points = collab.cut_points(branchy[0])
+    chosen = collab.choose_cuts(points, 4)
+    assert len(chosen) == 4 and chosen[0].after == "input" and chosen[-1].after == "out"
+    assert collab.choose_cuts(points, 10) == points
+
+
 def test_int8_activations_keep_the_answers(chain):
     model, x = chain
-    prefix, suffix = collab.split_model(model, 2)
+    prefix, suffix = collab.split_model(model, "p1")
     a = prefix.predict(x, verbose=0)
     scale, zero = collab.activation_quantization(a)
     restored = collab.dequantize_activation(collab.quantize_activation(a, scale, zero), scale, zero)
@@ -95,25 +154,10 @@ def test_cascade_sweep_ends_and_threshold_choice():
     assert collab.pick_threshold(rows, target_accuracy=1.0)["threshold"] == 0.7
 
 
-def test_distillation_trains_a_student(chain):
-    _, x = chain
-    images = (x * 255).astype(np.uint8)
-    teacher = np.full((len(x), 10), 0.1, np.float32)
-    student, seconds = collab.distill(
-        models.student_cnn(width=4),
-        teacher,
-        images,
-        np.zeros(len(x), int),
-        epochs=1,
-        progress=False,
-    )
-    assert seconds > 0 and student.predict(x[:2], verbose=0).shape == (2, 10)
-
-
 @pytest.mark.slow
 def test_split_endpoint_serves_and_rejects_bad_activations(chain, tmp_path):
     model, x = chain
-    prefix, suffix = collab.split_model(model, 2)
+    prefix, suffix = collab.split_model(model, "p1")
     a = prefix.predict(x[:4], verbose=0)
     scale, zero = collab.activation_quantization(a)
     collab.export_suffix(
@@ -125,7 +169,7 @@ def test_split_endpoint_serves_and_rejects_bad_activations(chain, tmp_path):
         zero_point=zero,
     )
     q = collab.quantize_activation(a, scale, zero)
-    with serve.serving(tmp_path) as server, serve.ServingClient(server.url, "suffix") as client:
+    with serving.serving(tmp_path) as server, serving.ServingClient(server.url, "suffix") as client:
         got = client.predict_body(collab.split_request(q)).outputs
         want = suffix.predict(collab.dequantize_activation(q, scale, zero), verbose=0)
         np.testing.assert_allclose(got, want, atol=1e-5)

@@ -1,21 +1,30 @@
-"""The latency model against a real emulated link (ip netns + veth + tc netem).
+"""The latency model against real links built on this machine (ip netns + veth + tc).
 
-Runs where the tests run as root with iproute2 and a kernel with netem; skips
-with the reason otherwise. Traffic stays on this machine (link-local veth pair).
+- netem (delay and rate): the whole model, through the model server. Runs as root with
+  iproute2 and a kernel with ``sch_netem``; skips with the reason otherwise.
+- TBF (rate only): the model's bandwidth term, through a small HTTP server, on kernels
+  that have ``sch_tbf`` (most, including those without netem).
+
+Traffic stays on this machine (link-local veth pairs into a namespace made for the test).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from workbench import bench, network, serve, train
+from workbench import bench, emulation, network, serving, train
 
-pytestmark = [pytest.mark.netem, pytest.mark.slow]
-OK, WHY = network.netem_available()
+pytestmark = pytest.mark.slow
+NETEM, NETEM_WHY = network.netem_available()
+SHAPING, SHAPING_WHY = network.shaping_available()
 
 
-@pytest.mark.skipif(not OK, reason=f"link emulation unavailable: {WHY}")
+@pytest.mark.netem
+@pytest.mark.skipif(not NETEM, reason=f"link emulation unavailable: {NETEM_WHY}")
 @pytest.mark.parametrize("name", ["4g", "3g"])
 def test_link_model_within_15_percent_of_netem(name, tmp_path):
     import tf_keras as keras
@@ -29,8 +38,8 @@ def test_link_model_within_15_percent_of_netem(name, tmp_path):
     )
     train.export_saved_model(model, base=tmp_path, name="tiny")
     image = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
-    body = serve.encode_images(image, "json")
-    with serve.serving(tmp_path) as server, serve.ServingClient(server.url, "tiny") as client:
+    body = serving.encode_images(image, "json")
+    with serving.serving(tmp_path) as server, serving.ServingClient(server.url, "tiny") as client:
         response_bytes = client.predict_body(body).response_bytes
         loopback = bench.measure_latency(lambda: client.predict_body(body), warmup=5, repeats=30)
     result = network.validate_model(
@@ -43,3 +52,81 @@ def test_link_model_within_15_percent_of_netem(name, tmp_path):
         requests=10,
     )
     assert result["error"] <= 0.15, result
+
+
+def _table(rows: list[dict]) -> str:
+    keys = ["rate_mbps", "connection", "size_bytes", "measured_ms", "model_ms", "error"]
+    keys += ["base_ms", "verdict", "samples_ms"]
+    return "\n".join(str({k: r[k] for k in keys}) for r in rows)
+
+
+@pytest.mark.shaping
+@pytest.mark.skipif(not SHAPING, reason=f"rate shaping unavailable: {SHAPING_WHY}")
+def test_bandwidth_term_on_a_tbf_shaped_link():
+    """1 KB to 1 MB at 1, 10 and 50 Mbit/s, kept-alive and new connections (~25 s)."""
+    rows = network.validate_bandwidth(
+        (1_000, 10_000, 100_000, 1_000_000), (1, 10, 50), repeats=3, max_transfer_s=1.0
+    )
+    cells = {(r["rate_mbps"], r["connection"], r["size_bytes"]) for r in rows}
+    assert len(rows) == len(cells) == 22  # 1 MB at 1 Mbit/s (8 s) is skipped
+    assert all(r["dropped"] == 0 for r in rows), _table(rows)
+    # Nothing the model does not describe: within 15%, or faster by at most the server's time.
+    assert all(r["verdict"] != "outside" for r in rows), _table(rows)
+    # Where the link dominates the time, the model is within 15% whatever the server does.
+    link_bound = [r for r in rows if r["transfer_ms"] >= 6 * r["base_ms"]]
+    assert len(link_bound) >= 14, _table(rows)
+    assert all(abs(r["error"]) <= 0.15 for r in link_bound), _table(link_bound)
+    # The frames the model counts are what the shapers carried (ACKs and closing aside).
+    for r in rows:
+        if r["size_bytes"] >= 100_000:
+            assert r["link_up_bytes"] == pytest.approx(r["frame_bytes"], rel=0.01), r
+
+
+@pytest.mark.shaping
+@pytest.mark.skipif(not SHAPING, reason=f"rate shaping unavailable: {SHAPING_WHY}")
+def test_a_bare_token_bucket_lets_a_small_message_through_at_once():
+    """Why the buckets are drained: undrained, 1 KB at 1 Mbit/s skips its 8 ms transfer."""
+    (row,) = network.validate_bandwidth((1_000,), (1,), connections=("keep-alive",), drain=False)
+    assert row["verdict"] == "outside"
+    assert row["measured_ms"] < row["base_ms"] + 0.2 * row["transfer_ms"], row
+
+
+def _ours() -> list[str]:
+    """This process's namespaces and interfaces."""
+    netns, prefix = emulation.run_names()
+    mine = (netns.rsplit("-", 1)[0] + "-", prefix.rsplit("-", 1)[0] + "-")
+    return [n for n in emulation._netns_names() + emulation._link_names() if n.startswith(mine)]
+
+
+@pytest.mark.shaping
+@pytest.mark.skipif(not SHAPING, reason=f"rate shaping unavailable: {SHAPING_WHY}")
+def test_links_are_removed_even_after_an_error():
+    with pytest.raises(KeyError, match="fails inside"):
+        with emulation.shaped_link(5) as link:
+            assert link.netns in emulation._netns_names()
+            assert len(link.shaped.host_if) <= 15 and len(link.reference.host_if) <= 15
+            raise KeyError("fails inside")
+    assert _ours() == []
+
+
+@pytest.mark.shaping
+@pytest.mark.skipif(not SHAPING, reason=f"rate shaping unavailable: {SHAPING_WHY}")
+def test_teardown_removes_what_a_dead_run_left():
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = int(child.stdout)
+    netns, prefix = emulation.run_names(dead)
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    subprocess.run(
+        ["ip", "link", "add", f"{prefix}x", "type", "veth", "peer", "name", f"{prefix}y"],
+        check=True,
+    )
+    try:
+        removed = emulation.teardown()
+        assert netns in removed and f"{prefix}x" in removed
+        assert netns not in emulation._netns_names()
+        assert not any(n.startswith(prefix) for n in emulation._link_names())
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"{prefix}x"], capture_output=True)

@@ -1,37 +1,29 @@
-"""The model server, started for real as a subprocess, and its client.
+"""The model server's REST API, started for real as a subprocess, and its client.
 
 A tiny untrained CNN is exported twice (versions 1 and 2) in TensorFlow Serving's
-layout; every endpoint and every bad-input case is exercised over HTTP.
+layout and served with the ``all`` version policy; every endpoint and every bad-input case
+is exercised over HTTP. gRPC, versions, limits, batching and S3 have their own files.
 """
 
 from __future__ import annotations
 
 import base64
+import http.server
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import orjson
 import pytest
+from serving_helpers import expected, export_tiny
 
-from workbench import serve, train
+from workbench import serving
 
 pytestmark = pytest.mark.slow
 MAX_BODY = 300_000
-
-
-def _tiny_model(seed: int):
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
+REST_ENCODINGS = sorted(e for e in serving.ENCODINGS if serving.encoding_protocol(e) == "rest")
 
 
 @pytest.fixture(scope="module")
@@ -39,25 +31,20 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("serving")
     models = {}
     for version in (1, 2):
-        models[version] = _tiny_model(version)
-        train.export_saved_model(models[version], base=base, name="tiny", version=version)
+        models[version] = export_tiny(base, version)
     return base, models
 
 
 @pytest.fixture(scope="module")
 def server(exported):
     base, _ = exported
-    with serve.serving(base, max_body_bytes=MAX_BODY) as running:
+    with serving.serving(base, max_body_bytes=MAX_BODY, version_policy="all") as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def images():
     return np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
-
-
-def _expected(model, images):
-    return model.predict(images.astype(np.float32) / 255.0, verbose=0)
 
 
 def post(server, path, body):
@@ -89,23 +76,24 @@ def test_metadata_describes_signatures(server):
     assert images["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in images["tensor_shape"]["dim"]] == ["-1", "32", "32", "3"]
     assert sigs["predict_png"]["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
+    assert sigs["serving_default"]["method_name"] == "tensorflow/serving/predict"
 
 
-@pytest.mark.parametrize("encoding", sorted(serve.ENCODINGS))
+@pytest.mark.parametrize("encoding", REST_ENCODINGS)
 def test_predict_every_encoding_matches_the_model(server, exported, images, encoding):
     _, models = exported
-    with serve.ServingClient(server.url, "tiny") as client:
+    with serving.ServingClient(server.url, "tiny") as client:
         p = client.predict(images, encoding=encoding)
-    np.testing.assert_allclose(p.outputs, _expected(models[2], images), atol=1e-5)
+    np.testing.assert_allclose(p.outputs, expected(models[2], images), atol=1e-5)
     assert p.server_compute_ms is not None and p.server_compute_ms > 0
     assert p.request_bytes > 0 and p.response_bytes > 0
 
 
 def test_specific_version_is_served(server, exported, images):
     _, models = exported
-    with serve.ServingClient(server.url, "tiny", version=1) as client:
+    with serving.ServingClient(server.url, "tiny", version=1) as client:
         np.testing.assert_allclose(
-            client.predict(images).outputs, _expected(models[1], images), atol=1e-5
+            client.predict(images).outputs, expected(models[1], images), atol=1e-5
         )
 
 
@@ -114,16 +102,25 @@ def test_row_format_with_named_inputs_and_columnar_object(server, exported, imag
     rows = post(server, "/v1/models/tiny:predict", {"instances": [{"images": images[0].tolist()}]})
     assert rows.status_code == 200
     np.testing.assert_allclose(
-        rows.json()["predictions"], _expected(models[2], images[:1]), atol=1e-5
+        rows.json()["predictions"], expected(models[2], images[:1]), atol=1e-5
     )
     cols = post(server, "/v1/models/tiny:predict", {"inputs": {"images": images[:2].tolist()}})
     assert cols.status_code == 200 and len(cols.json()["outputs"]) == 2
-    assert "compute;dur=" in cols.headers["server-timing"]
+    timing = serving.parse_server_timing(cols.headers["server-timing"])
+    assert set(timing) == {"parse", "queue", "compute"}
+
+
+def test_float32_outputs_use_float32_digits(server, images):
+    r = post(server, "/v1/models/tiny:predict", {"instances": images[:4].tolist()})
+    values = np.asarray(r.json()["predictions"], dtype=np.float32)
+    # the shortest text that reads back as the same float32, not float64's 17 digits
+    assert r.content == orjson.dumps({"predictions": values}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 # ---------------------------------------------------------------- bad input: 4xx JSON, never 500
 
 ONE = np.zeros((1, 32, 32, 3)).tolist()
+DEEP = json.dumps({"instances": json.loads("[" * 600 + '"x"' + "]" * 600)}).encode()
 
 
 @pytest.mark.parametrize(
@@ -139,6 +136,13 @@ ONE = np.zeros((1, 32, 32, 3)).tolist()
             "expected numbers",
         ),
         ("/v1/models/tiny:predict", b'{"instances": [[[[NaN, 0, 0]]]]}', 400, "NaN"),
+        (
+            "/v1/models/tiny:predict",
+            {"instances": (np.ones((1, 32, 32, 3)) * 1e39).tolist()},
+            400,
+            "finite",
+        ),
+        ("/v1/models/tiny:predict", DEEP, 400, "nested"),
         ("/v1/models/tiny:predict", {"instances": []}, 400, "empty"),
         ("/v1/models/tiny:predict", {"inputs": []}, 400, "empty"),
         ("/v1/models/tiny:predict", {"instances": ONE, "inputs": ONE}, 400, "exactly one"),
@@ -163,6 +167,7 @@ ONE = np.zeros((1, 32, 32, 3)).tolist()
         ("/v1/models/nope:predict", {"instances": ONE}, 404, "Servable not found"),
         ("/v1/models/tiny/versions/7:predict", {"instances": ONE}, 404, "Specific(tiny, 7)"),
         ("/v1/models/tiny/versions/x:predict", {"instances": ONE}, 400, "Invalid version"),
+        ("/v1/models/tiny/versions/١:predict", {"instances": ONE}, 400, "Invalid version"),
         ("/v1/models/tiny:classify", {"instances": ONE}, 400, "Unsupported action"),
     ],
 )
@@ -170,6 +175,13 @@ def test_bad_requests_get_4xx_json(server, path, body, status, fragment):
     r = post(server, path, body)
     assert r.status_code == status, r.text
     assert fragment in r.json()["error"]
+
+
+@pytest.mark.parametrize("version", ["²", "١", "9" * 5000, "-1", "1.0"])
+def test_odd_versions_get_400_on_every_route(server, version):
+    for suffix in ("", "/metadata"):
+        r = httpx.get(f"{server.url}/v1/models/tiny/versions/{version}{suffix}")
+        assert r.status_code == 400 and "Invalid version" in r.json()["error"], r.text
 
 
 def test_body_over_limit_gets_413(server):
@@ -200,6 +212,7 @@ def test_unknown_model_status_is_404(server):
 def test_health_and_metrics(server):
     health = httpx.get(f"{server.url}/healthz").json()
     assert health["status"] == "ok" and health["models"] == {"tiny": [1, 2]}
+    assert health["nonce"] == server.nonce and health["pid"] == server.process.pid
     post(server, "/v1/models/tiny:predict", {"instances": ONE})
     text = httpx.get(f"{server.url}/metrics").text
     assert 'workbench_requests_total{route="predict",status="200"}' in text
@@ -212,14 +225,14 @@ def test_concurrent_clients_get_correct_answers(server, exported):
     _, models = exported
     rng = np.random.default_rng(1)
     batches = [rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8) for _ in range(16)]
-    expected = [_expected(models[2], b) for b in batches]
+    want = [expected(models[2], b) for b in batches]
 
     def worker(i: int) -> int:
         wrong = 0
-        with serve.ServingClient(server.url, "tiny") as client:
+        with serving.ServingClient(server.url, "tiny") as client:
             for j in range(40):
                 k = (i + j) % len(batches)
-                if not np.allclose(client.predict(batches[k]).outputs, expected[k], atol=1e-5):
+                if not np.allclose(client.predict(batches[k]).outputs, want[k], atol=1e-5):
                     wrong += 1
         return wrong
 
@@ -229,22 +242,46 @@ def test_concurrent_clients_get_correct_answers(server, exported):
 
 
 def test_client_reports_unreachable_server_clearly():
-    port = serve.free_port()
-    with serve.ServingClient(f"http://127.0.0.1:{port}", "tiny", timeout_s=2) as client:
-        with pytest.raises(serve.ServerUnreachableError, match="Is it running"):
+    port = serving.free_port()
+    with serving.ServingClient(f"http://127.0.0.1:{port}", "tiny", timeout_s=2) as client:
+        with pytest.raises(serving.ServerUnreachableError, match="Is it running"):
             client.status()
 
 
 def test_client_surfaces_server_errors(server):
-    with serve.ServingClient(server.url, "nope") as client:
-        with pytest.raises(serve.ServingError, match="404"):
+    with serving.ServingClient(server.url, "nope") as client:
+        with pytest.raises(serving.ServingError, match="404"):
             client.status()
 
 
 def test_server_refuses_missing_model_base(tmp_path):
-    with pytest.raises(serve.ServingError, match="does not exist"):
-        with serve.serving(tmp_path / "missing", startup_timeout_s=60):
+    with pytest.raises(serving.ServingError, match="does not exist"):
+        with serving.serving(tmp_path / "missing", startup_timeout_s=60):
             pass
+
+
+def test_a_foreign_process_on_the_port_is_not_taken_for_ours(exported):
+    """Something else answers /healthz on the port: serving() must refuse, not use it."""
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b'{"status": "ok", "nonce": "someone else"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(serving.ServingError, match="(taken|in use)"):
+            with serving.serving(exported[0], port=impostor.server_address[1]):
+                pass
+    finally:
+        impostor.shutdown()
 
 
 def test_openapi_fuzz_has_no_server_errors(server):

@@ -1,14 +1,18 @@
 """The edge-cloud AI workbench: the package behind the numbered notebooks.
 
-Importing ``workbench`` sets ``TF_USE_LEGACY_KERAS=1`` *before* TensorFlow is
-imported anywhere. Why: TensorFlow 2.16+ ships Keras 3 as ``tf.keras``, but
-TensorFlow Model Optimization (pruning, clustering, quantization-aware
-training) only understands Keras 2 models. With the variable set,
-``tf.keras`` resolves to the ``tf_keras`` package (Keras 2), so every model
-the workbench builds can be compressed later. The variable is read once, when
-TensorFlow is first imported: import ``workbench`` first, or set it in your
-shell. If TensorFlow was already imported with Keras 3, :func:`check_keras`
-says so instead of failing later with a confusing tfmot error.
+TensorFlow 2.16+ ships Keras 3 as ``tf.keras``, but TensorFlow Model
+Optimization (pruning, clustering, quantization-aware training) only understands
+Keras 2 models. With ``TF_USE_LEGACY_KERAS=1``, ``tf.keras`` resolves to the
+``tf_keras`` package (Keras 2), so every model the workbench builds can be
+compressed later. The variable belongs in the environment: the Jupyter kernel
+"Python (workbench)" sets it in its kernel spec (``make setup``, Binder's
+``postBuild``), and Binder's ``start`` exports it for the whole session. For
+plain Python, importing ``workbench`` sets it *if it is unset* (an explicit
+value, e.g. ``TF_USE_LEGACY_KERAS=0``, is respected). TensorFlow reads it when
+it is imported and when ``tf.keras`` is first used: import ``workbench`` first,
+or set it in your shell.
+If ``tf.keras`` is Keras 3 anyway, :func:`check_keras` says why instead of
+failing later with a confusing tfmot error.
 
 Stage modules (one per step of the flow): ``paths``, ``data``, ``models``,
 ``train``, ``compress``, ``edge``, ``serve``, ``network``, ``bench``,
@@ -21,7 +25,8 @@ import os
 
 __version__ = "0.1.0"
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+# Only if unset: the kernel spec or the shell may have set it, and an explicit value wins.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # Quieter TensorFlow start-up logs; users can override in their shell.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,16 +39,28 @@ def check_keras() -> None:
     """Raise a clear error if ``tf.keras`` is Keras 3 (tfmot would then fail).
 
     Raises:
-        KerasVersionError: when TensorFlow was imported before ``workbench`` with
-            ``TF_USE_LEGACY_KERAS`` unset.
+        KerasVersionError: when ``tf.keras`` resolved to Keras 3: TensorFlow's Keras was
+            used before ``workbench`` could set ``TF_USE_LEGACY_KERAS``, or the variable is
+            set to something other than ``1``.
     """
     import tensorflow as tf
 
     module = tf.keras.__name__
-    if not module.startswith("tf_keras"):
-        raise KerasVersionError(
-            f"tf.keras is {module} (Keras 3), but TensorFlow Model Optimization needs Keras 2 "
-            "(the tf-keras package). tf.keras was used before `workbench` set "
-            "TF_USE_LEGACY_KERAS=1. Restart the kernel and `import workbench` first, or "
-            "`export TF_USE_LEGACY_KERAS=1` before starting Python."
+    if module.startswith("tf_keras"):
+        return
+    value = os.environ.get("TF_USE_LEGACY_KERAS")
+    if value not in (None, "1", "true", "True"):
+        cause = (
+            f"TF_USE_LEGACY_KERAS is set to {value!r} in this environment, which selects Keras 3. "
+            "Set it to 1 (or unset it and `import workbench` first) and restart the kernel."
         )
+    else:
+        cause = (
+            "tf.keras was used before `workbench` set TF_USE_LEGACY_KERAS=1. Restart the kernel "
+            'and `import workbench` first, use the kernel "Python (workbench)" (its spec sets '
+            "the variable), or `export TF_USE_LEGACY_KERAS=1` before starting Python."
+        )
+    raise KerasVersionError(
+        f"tf.keras is {module} (Keras 3), but TensorFlow Model Optimization needs Keras 2 "
+        f"(the tf-keras package). {cause}"
+    )

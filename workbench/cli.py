@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench {run,serve,report}`` (also installed as ``workbench``)."""
+"""Command line: ``python -m workbench {run,assess,serve,report}`` (also installed as ``workbench``)."""
 
 from __future__ import annotations
 
@@ -24,46 +24,125 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("report", help="rebuild reports/index.html from recorded results")
 
-    serve = sub.add_parser("serve", help="serve SavedModels with TensorFlow Serving's REST API")
-    serve.add_argument(
-        "--model-base", default=None, help="model base path (<base>/<name>/<version>/)"
+    assess = sub.add_parser(
+        "assess",
+        help="edge or cloud? compress, compare, split and cascade YOUR Keras image classifier",
+        description="Run the whole flow for any Keras image classifier and labelled images; "
+        "write assessment.json, figures and an HTML page to --out.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    serve.add_argument(
-        "--port", type=int, default=8501, help="port (TF Serving's REST default: 8501)"
+    assess.add_argument(
+        "--model", required=True, help=".keras (Keras 3 or tf-keras), .h5 or a SavedModel folder"
     )
-    serve.add_argument(
-        "--max-body-bytes", type=int, default=None, help="reject larger requests (413)"
+    assess.add_argument(
+        "--data",
+        required=True,
+        help=".npz with x_train, y_train, x_test, y_test, or a folder with one sub-folder of "
+        "images per class",
     )
-    serve.add_argument("--log-level", default="warning")
+    assess.add_argument("--out", required=True, help="output folder (created or replaced)")
+    assess.add_argument(
+        "--links",
+        default=None,
+        help="comma-separated link profiles (default: all of lan, wifi, 5g, 4g, 3g, satellite)",
+    )
+    assess.add_argument(
+        "--budget-pp",
+        type=float,
+        default=None,
+        help="accuracy a compressed variant may lose, in percentage points (default 1.0)",
+    )
+    assess.add_argument(
+        "--logits", action="store_true", help="the model outputs logits, not probabilities"
+    )
+    assess.add_argument(
+        "--input-scale",
+        type=float,
+        default=None,
+        help="the model takes pixels times this (e.g. 0.00392 for /255); default: pixels as "
+        "stored (preprocessing such as a Rescaling layer belongs in the model)",
+    )
+    assess.add_argument(
+        "--class-names", default=None, help="comma-separated class names, in label order"
+    )
+    assess.add_argument(
+        "--profile", default="default", help="default, or smoke (a quick run for tests)"
+    )
+    assess.add_argument("--threads", type=int, default=None, help="edge interpreter threads (1)")
+    assess.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    serve = sub.add_parser(
+        "serve", help="serve SavedModels with TensorFlow Serving's REST and gRPC APIs"
+    )
+    from workbench.serving import options as serve_options
+
+    serve_options.add_arguments(serve)
 
     args = parser.parse_args(argv)
     if args.command == "run":
-        from workbench import runner
+        from workbench import data, runner
+        from workbench.memory import MemoryLimit
 
+        cap = args.memory_cap_mib * 2**20 if args.memory_cap_mib else None
+        if cap and MemoryLimit.unavailable():
+            print(f"--memory-cap-mib: {MemoryLimit.unavailable()}", file=sys.stderr)
+            return 2
         try:
-            cap = args.memory_cap_mib * 2**20 if args.memory_cap_mib else None
-            if cap and runner.MemoryLimit.unavailable():
-                print(f"--memory-cap-mib: {runner.MemoryLimit.unavailable()}", file=sys.stderr)
-                return 2
             runner.run_all(args.profile, args.notebooks or None, memory_cap_bytes=cap)
+        except (data.DatasetError, runner.ProfileError) as err:  # set-up: the message says it all
+            print(err, file=sys.stderr)
+            return 2
         except runner.NotebookFailed as err:
             print(err, file=sys.stderr)
             return 1
+    elif args.command == "assess":
+        return _assess(args)
     elif args.command == "report":
         from workbench import report
 
         print(report.build_index())
     elif args.command == "serve":
-        from workbench import serve
+        from workbench import serving
 
-        serve.run_server(
-            model_base=args.model_base,
-            host=args.host,
-            port=args.port,
-            max_body_bytes=args.max_body_bytes,
-            log_level=args.log_level,
+        try:
+            serving.run_server(serve_options.from_args(args))
+        except (ValueError, FileNotFoundError, RuntimeError) as err:
+            print(f"workbench serve: {err}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def _assess(args) -> int:
+    """``workbench assess``: a user mistake prints only its message and exits with 2."""
+    from dataclasses import replace
+
+    from workbench import assess, contract, data
+
+    if args.profile not in assess.PROFILES:
+        print(f"--profile: choose one of {', '.join(assess.PROFILES)}", file=sys.stderr)
+        return 2
+    settings = assess.PROFILES[args.profile]
+    if args.links:
+        settings = replace(settings, links=tuple(k.strip() for k in args.links.split(",")))
+    if args.budget_pp is not None:
+        settings = replace(settings, budget_pp=args.budget_pp)
+    if args.threads is not None:
+        settings = replace(settings, variants=replace(settings.variants, threads=args.threads))
+    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    try:
+        result = assess.assess(
+            args.model,
+            args.data,
+            args.out,
+            settings=settings,
+            logits=args.logits,
+            input_scale=args.input_scale,
+            class_names=names,
+            progress=not args.quiet,
         )
+    except (contract.ContractError, data.DatasetError, assess.AssessError) as err:
+        print(f"workbench assess: {err}", file=sys.stderr)
+        return 2
+    print(assess.summary(result, args.out))
     return 0
 
 

@@ -1,75 +1,203 @@
-"""Edge-cloud collaboration: split computing, edge-first cascades, and distillation.
+"""Edge-cloud collaboration: split computing and edge-first cascades, for any Keras graph.
 
-- **Split computing** (Neurosurgeon, Kang et al., ASPLOS 2017): run the first layers
-  on the edge, send the intermediate activation (quantized to int8) over the
-  network, run the rest in the cloud. :func:`split_points` lists every cut of a
-  layer chain; :func:`split_model` builds the two halves; :func:`best_splits`
-  picks the fastest cut per link.
+- **Split computing** (Neurosurgeon, Kang et al., ASPLOS 2017): run the first layers on
+  the edge, send the intermediate activation (quantized to int8) over the network, run the
+  rest in the cloud. A cut is only possible where exactly one tensor crosses from the edge
+  part to the cloud part: :func:`cut_points` derives those cuts from the model's graph (a
+  layer inside a residual branch or one arm of a concatenation is not a cut point);
+  :func:`split_model` builds the two halves; :func:`profile_splits` measures each cut and
+  :func:`best_splits` picks the fastest per link; :func:`run_split` runs one for real
+  through the model server.
 - **Cascade**: the edge model answers when confident, otherwise asks the cloud
-  (:func:`cascade_sweep`).
-- **Distillation**: a small student learns from the cloud model's soft outputs
-  (:func:`distill`), the seed's "fit a small model to the large model's outputs".
+  (:func:`cascade_sweep`, :func:`pick_threshold`).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 import workbench  # noqa: F401 - selects Keras 2 before TensorFlow loads
-from workbench import bench, network, train
+from workbench import bench, network
 
 # ===================================================================== split computing
 
+INPUT = "input"  # the cut before the first layer: everything runs in the cloud
+
 
 @dataclass(frozen=True)
-class SplitPoint:
-    """Cut after layer ``index`` (0: before the first layer, i.e. all cloud)."""
+class CutPoint:
+    """A valid cut: the output of layer ``after`` is the only tensor crossing the network.
+
+    ``index`` orders the cuts from the input (0, all cloud) to the output (all edge).
+    """
 
     index: int
-    after: str  # name of the last edge-side layer ("input" for all-cloud)
+    after: str  # the last edge-side layer ("input": nothing runs on the edge)
     activation_shape: tuple[int, ...]  # per image, what crosses the network
+    depth: int  # how many layers run on the edge side (a proxy for edge work)
 
     @property
     def values(self) -> int:
         return int(np.prod(self.activation_shape))
 
 
-def split_points(model) -> list[SplitPoint]:
-    """Every cut of a layer chain: before the first layer (all cloud) to after the last (all edge).
+class _Graph:
+    """The nodes of a tf-keras functional model, with producers and consumers of each tensor."""
+
+    def __init__(self, model) -> None:
+        if not hasattr(model, "_network_nodes") or not hasattr(model, "_nodes_by_depth"):
+            raise ValueError(
+                f"{type(model).__name__} is not a tf-keras functional or Sequential model with "
+                "a known graph; split computing needs one (build it with keras.Input)."
+            )
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ValueError("split computing needs a model with one input and one output")
+        self.model = model
+        order = []
+        for depth in sorted(model._nodes_by_depth, reverse=True):  # input side first
+            order += [n for n in model._nodes_by_depth[depth] if not n.is_input]
+        self.nodes = order
+        self.producer = {id(t): n for n in order for t in _flat(n.outputs)}
+        self.consumers: dict[int, list] = {}
+        for n in order:
+            for t in n.keras_inputs:
+                self.consumers.setdefault(id(t), []).append(n)
+
+    def calls(self, layer) -> int:
+        """How many times this model calls ``layer`` (more than once: a shared layer)."""
+        return sum(n.layer is layer for n in self.nodes)
+
+    def ancestors(self, node) -> set[int]:
+        """ids of ``node`` and every node it depends on."""
+        seen, stack = set(), [node]
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            stack += [self.producer[id(t)] for t in n.keras_inputs if id(t) in self.producer]
+        return seen
+
+    def crossing(self, edge_ids: set[int]) -> list:
+        """Tensors produced on the edge side and needed on the cloud side (or as output)."""
+        out_ids = {id(t) for t in self.model.outputs}
+        crossing = [  # the model input, if the cloud side needs it too (a long skip)
+            t
+            for t in self.model.inputs
+            if any(id(u) not in edge_ids for u in self.consumers.get(id(t), []))
+        ]
+        for n in self.nodes:
+            if id(n) not in edge_ids:
+                continue
+            for t in _flat(n.outputs):
+                users = self.consumers.get(id(t), [])
+                if any(id(u) not in edge_ids for u in users) or id(t) in out_ids:
+                    crossing.append(t)
+        return crossing
+
+
+def _flat(x) -> list:
+    import tensorflow as tf
+
+    return tf.nest.flatten(x)
+
+
+def cut_points(model) -> list[CutPoint]:
+    """Every valid cut of ``model``, from the input (all cloud) to the output (all edge).
+
+    A layer's output is a valid cut when the layer and everything it depends on (the edge
+    part) hand exactly one tensor, that output, to the rest (the cloud part). Inside a
+    residual block the skip tensor also crosses, so those layers are not cut points; the
+    block's output (after the add) is. Shared layers (called more than once) are skipped.
 
     Raises:
-        ValueError: if the model is not a simple chain (a layer with several inputs).
+        ValueError: the model has no usable graph (e.g. a subclassed model).
     """
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    for layer in layers:
-        if len(layer._inbound_nodes) and isinstance(layer.input, list):
-            raise ValueError(f"Layer {layer.name} has several inputs: split points need a chain.")
-    points = [SplitPoint(0, "input", tuple(model.input_shape[1:]))]
-    for i, layer in enumerate(layers, start=1):
-        points.append(SplitPoint(i, layer.name, tuple(layer.output_shape[1:])))
+    graph = _Graph(model)
+    points = [CutPoint(0, INPUT, tuple(model.inputs[0].shape[1:]), 0)]
+    last = graph.producer[id(model.outputs[0])]
+    for n in graph.nodes:
+        layer = n.layer
+        outs = _flat(n.outputs)
+        if n is last or len(outs) != 1 or graph.calls(layer) != 1:
+            continue
+        edge_ids = graph.ancestors(n)
+        if [id(t) for t in graph.crossing(edge_ids)] == [id(outs[0])]:
+            points.append(
+                CutPoint(len(points), layer.name, tuple(outs[0].shape[1:]), len(edge_ids))
+            )
+    points.append(
+        CutPoint(
+            len(points), last.layer.name, tuple(model.outputs[0].shape[1:]), len(graph.nodes)
+        )
+    )
     return points
 
 
-def split_model(model, index: int):
-    """``(prefix, suffix)`` Keras models around cut ``index`` (either may be ``None`` at the ends)."""
+def choose_cuts(points: list[CutPoint], max_cuts: int) -> list[CutPoint]:
+    """At most ``max_cuts`` cuts worth profiling: both ends, and the smallest activation in
+    each stretch of the network between them (where a cut is cheapest to send)."""
+    if len(points) <= max_cuts:
+        return list(points)
+    inner = points[1:-1]
+    segments = np.array_split(np.arange(len(inner)), max(1, max_cuts - 2))
+    chosen = [min((inner[i] for i in seg), key=lambda p: (p.values, -p.depth)) for seg in segments]
+    return [points[0], *chosen, points[-1]]
+
+
+def split_model(model, after: str):
+    """``(prefix, suffix)`` tf-keras models around the cut after layer ``after``.
+
+    ``after="input"`` gives ``(None, model)``; the last layer gives ``(model, None)``.
+    The halves share the model's layers (and weights).
+
+    Raises:
+        ValueError: ``after`` is not a valid cut point (names the valid ones).
+    """
     import tf_keras as keras
 
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    if not 0 <= index <= len(layers):
-        raise ValueError(f"split index {index} is outside 0..{len(layers)}")
-    prefix = suffix = None
-    if index > 0:
-        prefix = keras.Model(model.input, layers[index - 1].output, name=f"prefix_{index}")
-    if index < len(layers):
-        shape = model.input_shape[1:] if index == 0 else layers[index - 1].output_shape[1:]
-        x = inputs = keras.Input(shape, name="activation")
-        for layer in layers[index:]:
-            x = layer(x)
-        suffix = keras.Model(inputs, x, name=f"suffix_{index}")
+    points = {p.after: p for p in cut_points(model)}
+    if after not in points:
+        raise ValueError(
+            f"{after!r} is not a cut point of {model.name!r}: only layers whose output is the "
+            f"single tensor crossing from edge to cloud are. Valid cuts: {list(points)}"
+        )
+    if after == INPUT:
+        return None, model
+    graph = _Graph(model)
+    node = next(n for n in graph.nodes if n.layer.name == after)
+    cut = _flat(node.outputs)[0]
+    if id(cut) == id(model.outputs[0]):
+        return model, None
+    prefix = keras.Model(model.inputs[0], cut, name=f"edge_until_{after}")
+    edge_ids = graph.ancestors(node)
+    activation = keras.Input(tuple(cut.shape[1:]), name="activation")
+    tensors = {id(cut): activation}
+    for n in graph.nodes:
+        if id(n) in edge_ids:
+            continue
+        args, kwargs = _replace_tensors((n.call_args, n.call_kwargs), tensors)
+        outputs = n.layer(*args, **kwargs)
+        for old, new in zip(_flat(n.outputs), _flat(outputs), strict=True):
+            tensors[id(old)] = new
+    suffix = keras.Model(activation, tensors[id(model.outputs[0])], name=f"cloud_after_{after}")
     return prefix, suffix
+
+
+def _replace_tensors(structure, tensors: dict):
+    import tensorflow as tf
+
+    def swap(x):
+        if hasattr(x, "_keras_history"):
+            if id(x) not in tensors:
+                raise ValueError(f"tensor {x.name} is needed in the cloud but was not sent")
+            return tensors[id(x)]
+        return x
+
+    return tf.nest.map_structure(swap, structure)
 
 
 def activation_quantization(activations: np.ndarray) -> tuple[float, int]:
@@ -94,14 +222,19 @@ def profile_splits(
     *,
     threads: int = 1,
     repeats: int = 50,
-    points: list[SplitPoint] | None = None,
+    points: list[CutPoint] | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Measure every split point: edge prefix (TFLite) and cloud suffix (TensorFlow) latency, sizes.
+    """Measure every cut: edge prefix (TFLite float32) and cloud suffix (TensorFlow) latency.
 
     Args:
-        model: the float Keras model (inputs scaled to [0, 1]).
-        x_sample: scaled images; the first one is timed.
+        model: the float tf-keras model.
+        x_sample: images in model units; the first one is timed.
+        points: the cuts to measure (default: all of :func:`cut_points`).
+
+    Returns:
+        One row per cut: ``index, after, shape, values, float32_bytes, int8_bytes,
+        edge_ms, cloud_ms`` (p50 after warm-up).
     """
     import tensorflow as tf
     from tqdm.auto import tqdm
@@ -109,16 +242,16 @@ def profile_splits(
     from workbench import compress, edge
 
     rows = []
-    one = x_sample[:1].astype(np.float32)
-    for p in tqdm(points or split_points(model), desc="split points", disable=not progress):
-        prefix, suffix = split_model(model, p.index)
-        edge_ms = 0.0
+    one = np.asarray(x_sample[:1], dtype=np.float32)
+    for p in tqdm(points or cut_points(model), desc="cut points", disable=not progress):
+        prefix, suffix = split_model(model, p.after)
+        edge_ms, activation = 0.0, one
         if prefix is not None:
-            em = edge.EdgeModel(compress.to_tflite(prefix, "float32"), num_threads=threads)
+            em = edge.EdgeModel(
+                compress.to_tflite(prefix, "float32", input_scale=None), num_threads=threads
+            )
             edge_ms = em.benchmark(one, warmup=5, repeats=repeats, max_seconds=5).p50_ms
             activation = em.predict(one)
-        else:
-            activation = one
         cloud_ms = 0.0
         if suffix is not None:
             fn = tf.function(lambda a, s=suffix: s(a, training=False))
@@ -240,18 +373,15 @@ def suffix_serving_module(suffix, activation_shape: tuple[int, ...], scale: floa
 
 def export_suffix(suffix, *, base, name: str, activation_shape, scale: float, zero_point: int):
     """Export a suffix model for the model server (``<base>/<name>/1/``, atomic)."""
-    from pathlib import Path
-
-    import tensorflow as tf
+    from workbench import export
 
     module = suffix_serving_module(suffix, activation_shape, scale, zero_point)
-    return train.atomic_write_dir(
-        Path(base) / name / "1",
-        lambda tmp: tf.saved_model.save(
-            module,
-            str(tmp),
-            signatures={"serving_default": module.serve, "activation_b64": module.serve_bytes},
-        ),
+    return export.save_module(
+        module,
+        base=base,
+        name=name,
+        version=1,
+        signatures={"serving_default": module.serve, "activation_b64": module.serve_bytes},
     )
 
 
@@ -266,6 +396,83 @@ def split_request(q_activations: np.ndarray) -> bytes:
     return json.dumps(
         {"signature_name": "activation_b64", "instances": instances}, separators=(",", ":")
     ).encode()
+
+
+def best_intermediate_cut(rows: list[dict], totals: list[float]) -> dict:
+    """The fastest cut that really splits (some layers on each side), for one link."""
+    last = max(r["index"] for r in rows)
+    inner = [(t, r) for t, r in zip(totals, rows, strict=True) if 0 < r["index"] < last]
+    if not inner:
+        raise ValueError("the model has no intermediate cut point (only all-edge and all-cloud)")
+    return min(inner, key=lambda pair: pair[0])[1]
+
+
+def run_split(
+    model,
+    after: str,
+    *,
+    x_calibration: np.ndarray,
+    x_test: np.ndarray,
+    reference_probs: np.ndarray,
+    serving_base: Path,
+    threads: int = 1,
+    batch_size: int = 32,
+    name: str = "suffix",
+) -> dict:
+    """Run the split after ``after`` for real: TFLite prefix here, suffix behind the server.
+
+    The edge runs the prefix (TFLite float32), quantizes the activation to int8 with a
+    scale and zero point calibrated on ``x_calibration``, and sends the raw bytes (base64)
+    to the suffix served by the model server, which dequantizes and finishes the job.
+
+    Args:
+        x_calibration, x_test: images in model units.
+        reference_probs: the full model's answers on ``x_test`` (for the agreement).
+        serving_base: model base folder for the suffix export.
+
+    Returns:
+        ``after, activation_shape, scale, zero_point, agreement, wire_bytes_per_image,
+        server_overhead_ms`` (median of client time minus the server's compute time).
+    """
+    from workbench import compress, edge, serving
+
+    prefix, suffix = split_model(model, after)
+    if prefix is None or suffix is None:
+        raise ValueError(f"cut {after!r} is not an intermediate cut: nothing to split")
+    edge_prefix = edge.EdgeModel(
+        compress.to_tflite(prefix, "float32", input_scale=None), num_threads=threads, name="prefix"
+    )
+    calib = edge_prefix.predict(x_calibration)
+    scale, zero_point = activation_quantization(calib)
+    export_suffix(
+        suffix,
+        base=serving_base,
+        name=name,
+        activation_shape=calib.shape[1:],
+        scale=scale,
+        zero_point=zero_point,
+    )
+    probs, wire, overhead = [], [], []
+    with serving.serving(serving_base) as server, serving.ServingClient(server.url, name) as client:
+        for i in range(0, len(x_test), batch_size):
+            q = quantize_activation(edge_prefix.predict(x_test[i : i + batch_size]), scale, zero_point)
+            answer = client.predict_body(split_request(q))
+            probs.append(answer.outputs)
+            wire.append(answer.request_bytes / len(q))
+            if answer.server_compute_ms is not None:
+                overhead.append(answer.elapsed_ms - answer.server_compute_ms)
+    probs = np.concatenate(probs)
+    return {
+        "after": after,
+        "activation_shape": list(calib.shape[1:]),
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+        "agreement": float(np.mean(probs.argmax(1) == reference_probs.argmax(1))),
+        "probabilities": probs,
+        "wire_bytes_per_image": float(np.mean(wire)),
+        "server_overhead_ms": float(np.median(overhead)) if overhead else None,
+        "images": int(len(x_test)),
+    }
 
 
 # ===================================================================== cascade
@@ -310,72 +517,3 @@ def pick_threshold(rows: list[dict], *, target_accuracy: float) -> dict:
     if not ok:
         return max(rows, key=lambda r: r["accuracy"])
     return min(ok, key=lambda r: (r["cloud_fraction"], -r["accuracy"]))
-
-
-# ===================================================================== distillation
-
-
-def distill(
-    student,
-    teacher_probs: np.ndarray,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    *,
-    epochs: int,
-    batch_size: int = 64,
-    temperature: float = 4.0,
-    alpha: float = 0.1,
-    learning_rate: float = 2e-3,
-    augment: bool = False,
-    seed: int = 0,
-    progress: bool = True,
-):
-    """Train ``student`` on a mix of labels and the teacher's softened outputs (Hinton et al., 2015).
-
-    loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(teacher_T || student_T), where
-    ``_T`` means softmax(log p / T). ``alpha=1`` trains on labels alone (the baseline).
-    Teacher outputs are precomputed for the (unaugmented) training images; with ``augment``
-    the student sees flipped/shifted images against the same soft targets.
-    """
-    import tensorflow as tf
-    import tf_keras as keras
-    from tqdm.auto import tqdm
-
-    keras.utils.set_random_seed(seed)
-    logt = np.log(np.clip(teacher_probs, 1e-7, 1.0)).astype(np.float32) / temperature
-    soft = tf.nn.softmax(logt).numpy()
-    ds = tf.data.Dataset.from_tensor_slices((x_train, y_train.astype(np.int64), soft))
-    ds = ds.shuffle(len(x_train), seed=seed).batch(batch_size)
-    optimizer = keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(
-            learning_rate, epochs * int(np.ceil(len(x_train) / batch_size))
-        )
-    )
-    ce = keras.losses.SparseCategoricalCrossentropy()
-    flip = augment
-
-    @tf.function
-    def step(x, y, s):
-        x = tf.cast(x, tf.float32) / 255.0
-        if flip:
-            x = tf.image.random_flip_left_right(x)
-        with tf.GradientTape() as tape:
-            p = student(x, training=True)
-            log_p_t = tf.nn.log_softmax(tf.math.log(tf.clip_by_value(p, 1e-7, 1.0)) / temperature)
-            kl = tf.reduce_mean(
-                tf.reduce_sum(s * (tf.math.log(tf.clip_by_value(s, 1e-7, 1.0)) - log_p_t), 1)
-            )
-            loss = alpha * ce(y, p) + (1 - alpha) * temperature**2 * kl
-        grads = tape.gradient(loss, student.trainable_variables)
-        optimizer.apply_gradients(zip(grads, student.trainable_variables, strict=True))
-        return loss
-
-    start = time.perf_counter()
-    bar = tqdm(
-        range(epochs), desc="distillation" if alpha < 1 else "labels only", disable=not progress
-    )
-    for _ in bar:
-        losses = [float(step(x, y, s)) for x, y, s in ds]
-        bar.set_postfix(loss=f"{np.mean(losses):.3f}")
-    student.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return student, time.perf_counter() - start

@@ -1,27 +1,47 @@
 """Compress a Keras model for the edge: pruning, clustering, quantization, TFLite conversion.
 
-The techniques follow TensorFlow Model Optimization's *collaborative
-optimization* pipeline: prune (sparsity) -> cluster, preserving sparsity (few
-unique weights) -> quantization-aware training that preserves both (PCQAT) ->
-a full-integer int8 TFLite model. Each step is a function that takes and
-returns a tf_keras model; :func:`to_tflite` converts any of them.
+The techniques follow TensorFlow Model Optimization's *collaborative optimization*
+pipeline: prune (sparsity) -> cluster, preserving sparsity (few unique weights) ->
+quantization-aware training that preserves both (PCQAT) -> a full-integer int8 TFLite
+model. Each step takes and returns a tf_keras model; :func:`to_tflite` converts any of them
+(or a Keras 3 model, or a SavedModel folder, for the post-training variants).
 
-All fine-tuning uses :func:`fine_tune`, so the same data pipeline, optimizer and
-progress bars serve every technique.
+Works on any image classifier, not only notebook 02's CNN:
+
+- inputs reach the model as ``pixels * input_scale`` (``None``: the stored pixel values,
+  for models that carry their own ``Rescaling`` layer); every function takes the scale;
+- each technique wraps only the layers tfmot supports for it (a ``Rescaling`` or a custom
+  layer stays as it is) and the layers named in ``keep_dense``; when a technique cannot be
+  applied at all it raises :class:`TechniqueError` with tfmot's reason, which the variant
+  builder reports as "skipped";
+- fine-tuning is measured in optimizer steps (work), not epochs, so a larger dataset does
+  not multiply the time.
+
+All fine-tuning goes through :func:`fine_tune`: the same data pipeline, optimizer and
+progress bar serve every technique.
 """
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 import workbench  # noqa: F401 - selects Keras 2 before TensorFlow loads
-from workbench import models, train
+from workbench import quiet, train
 
 TFLITE_VARIANTS = ("float32", "dynamic_range", "float16", "int8")
+
+
+class TechniqueError(RuntimeError):
+    """A compression technique cannot be applied to this model; the message says why."""
+
+
+class ConversionError(RuntimeError):
+    """The TFLite converter failed; the message holds its own explanation."""
 
 
 # ---------------------------------------------------------------- fine-tuning
@@ -32,30 +52,102 @@ def fine_tune(
     x_train: np.ndarray,
     y_train: np.ndarray,
     *,
-    epochs: int,
+    steps: int,
     batch_size: int,
     learning_rate: float,
+    input_scale: float | None,
     callbacks: list | None = None,
     augment: bool = False,
     seed: int = 0,
     progress: bool = True,
+    desc: str = "fine-tune",
 ):
-    """Compile ``model`` with Adam and train it for ``epochs`` (uint8 images are scaled inside)."""
+    """Compile ``model`` with Adam and train it for ``steps`` optimizer steps.
+
+    Args:
+        steps: optimizer steps (batches); 0 only compiles.
+        input_scale: the model gets ``pixels * input_scale`` (None: pixels as they are).
+        augment: random flips and shifts (see :func:`workbench.train.make_dataset`).
+    """
+    quiet.install()
     _recompiled(model, learning_rate)
-    if epochs <= 0:
+    if steps <= 0:
         return model
     ds = train.make_dataset(
-        x_train, y_train, batch_size=batch_size, training=True, augment=augment, seed=seed
-    )
+        x_train,
+        y_train,
+        batch_size=batch_size,
+        training=True,
+        augment=augment,
+        seed=seed,
+        input_scale=input_scale,
+    ).repeat()
     cbs = list(callbacks or [])
     if progress:
-        cbs.append(train.progress_callback(epochs))
-    model.fit(ds, epochs=epochs, callbacks=cbs, verbose=0)
+        cbs.append(_StepBar(steps, desc))
+    model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=cbs, verbose=0)
     return model
+
+
+def _StepBar(steps: int, desc: str):  # noqa: N802 - a factory standing in for a class
+    """A Keras callback with one tqdm bar over ``steps`` batches, showing loss and accuracy."""
+    import tf_keras as keras
+    from tqdm.auto import tqdm
+
+    class StepBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=steps, desc=desc, unit="step", leave=False, mininterval=1.0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+            if logs and batch % 20 == 0:
+                self.bar.set_postfix(
+                    {k: f"{v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy")}
+                )
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return StepBar()
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return int(np.ceil(n / batch_size))
+
+
+def _wrap_layers(model, wrap, wanted, *, what: str):
+    """A copy of ``model`` whose layers passing ``wanted`` are wrapped by ``wrap``.
+
+    The copy has its own weights (the original is never touched). Raises
+    :class:`TechniqueError` when no layer qualifies or tfmot refuses the model.
+    """
+    import tf_keras as keras
+
+    copy = _clone(model)
+    chosen: list[str] = []
+
+    def clone_layer(layer):
+        if wanted(layer):
+            chosen.append(layer.name)
+            return wrap(layer)
+        return layer
+
+    try:
+        wrapped = keras.models.clone_model(copy, clone_function=clone_layer)
+    except Exception as err:  # noqa: BLE001 - tfmot and Keras raise many types
+        raise TechniqueError(f"{what}: {_first_line(err)}") from err
+    if not chosen:
+        raise TechniqueError(f"{what}: no layer of this model supports it")
+    return wrapped
+
+
+def _has_kernel(layer) -> bool:
+    return any(_is_kernel(w.name) for w in layer.weights)
+
+
+def _is_kernel(name: str) -> bool:
+    leaf = name.split("/")[-1].split(":")[0]
+    return leaf in ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
 # ---------------------------------------------------------------- pruning
@@ -93,37 +185,51 @@ def prune(
     y_train: np.ndarray,
     *,
     sparsity: float,
-    epochs: int,
+    steps: int,
     batch_size: int,
+    input_scale: float | None,
     learning_rate: float = 1e-3,
+    keep_dense: Collection[str] = (),
     augment: bool = False,
     progress: bool = True,
     seed: int = 0,
 ):
     """Magnitude pruning to ``sparsity`` with fine-tuning; returns the stripped (plain) model.
 
-    The learning rate is that of training (1e-3), not a timid fine-tuning rate: the network
-    must re-learn around the weights it loses. Augmentation is off by default: in our runs on
-    the offline subset, a short fine-tune recovered more accuracy without it (it has no time
-    to overfit, and augmented batches slow the recovery). Pass ``augment=True`` to compare.
+    Every layer with a kernel that tfmot can prune is pruned, except those in ``keep_dense``
+    (the first convolution and the classifier are the usual candidates: few weights, much
+    accuracy). The learning rate is that of training (1e-3), not a timid fine-tuning rate:
+    the network must re-learn around the weights it loses. Augmentation is off by default:
+    a short fine-tune recovers more accuracy without it (it has no time to overfit).
+
+    Raises:
+        TechniqueError: no layer can be pruned, or tfmot refuses the model.
     """
     import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
-    total = steps_per_epoch(len(x_train), batch_size) * max(1, epochs)
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(
-        _clone(model), pruning_schedule=pruning_schedule(sparsity, total)
+    schedule = pruning_schedule(sparsity, max(1, steps))
+    pruned = _wrap_layers(
+        model,
+        lambda layer: tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule),
+        lambda layer: layer.name not in keep_dense
+        and _has_kernel(layer)
+        and prune_registry.PruneRegistry.supports(layer),
+        what="pruning",
     )
     fine_tune(
         pruned,
         x_train,
         y_train,
-        epochs=max(1, epochs),
+        steps=max(1, steps),
         batch_size=batch_size,
         learning_rate=learning_rate,
+        input_scale=input_scale,
         progress=progress,
         seed=seed,
         augment=augment,
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        desc=f"prune to {sparsity:.0%}",
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     return _recompiled(stripped, learning_rate)
@@ -139,11 +245,13 @@ def _clone(model):
 
 
 def _kernels(model) -> Iterator[tuple[str, np.ndarray]]:
-    """(layer name, kernel) for every conv/dense layer, reading the actual weights."""
+    """(name, kernel) for every kernel of every layer (conv, depthwise, pointwise, dense)."""
     for layer in model.layers:
-        kernel = getattr(layer, "kernel", None)
-        if kernel is not None:
-            yield layer.name, np.asarray(kernel.numpy())
+        kernels = [w for w in layer.weights if _is_kernel(w.name)]
+        for w in kernels:
+            leaf = w.name.split("/")[-1].split(":")[0]
+            name = layer.name if len(kernels) == 1 else f"{layer.name}/{leaf}"
+            yield name, np.asarray(w.numpy())
 
 
 def sparsity_report(model) -> list[dict]:
@@ -177,34 +285,58 @@ def cluster(
     y_train: np.ndarray,
     *,
     clusters: int,
-    epochs: int,
+    steps: int,
     batch_size: int,
+    input_scale: float | None,
     learning_rate: float = 1e-4,
     preserve_sparsity: bool = True,
+    keep_dense: Collection[str] = (),
     augment: bool = True,
     progress: bool = True,
     seed: int = 0,
 ):
-    """Weight clustering (``clusters`` shared values per kernel), sparsity-preserving by default."""
+    """Weight clustering (``clusters`` shared values per kernel), sparsity-preserving by default.
+
+    Raises:
+        TechniqueError: no layer can be clustered, or tfmot refuses the model.
+    """
     import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry
 
     clustering = tfmot.clustering.keras
-    clustered = clustering.cluster_weights(
-        _clone(model),
-        number_of_clusters=clusters,
-        cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
-        preserve_sparsity=preserve_sparsity,
+
+    def wanted(layer) -> bool:
+        kernels = [w for w in layer.weights if _is_kernel(w.name)]
+        return (
+            layer.name not in keep_dense
+            and bool(kernels)
+            and all(int(np.prod(w.shape)) > clusters for w in kernels)
+            and clustering_registry.ClusteringRegistry.supports(layer)
+        )
+
+    clustered = _wrap_layers(
+        model,
+        lambda layer: clustering.cluster_weights(
+            layer,
+            number_of_clusters=clusters,
+            cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+            preserve_sparsity=preserve_sparsity,
+        ),
+        wanted,
+        what="clustering",
     )
     fine_tune(
         clustered,
         x_train,
         y_train,
-        epochs=epochs,
+        steps=steps,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        input_scale=input_scale,
         progress=progress,
         seed=seed,
         augment=augment,
+        desc=f"cluster to {clusters} values",
     )
     stripped = clustering.strip_clustering(clustered)
     return _recompiled(stripped, learning_rate)
@@ -234,8 +366,9 @@ def quantization_aware(
     x_train: np.ndarray,
     y_train: np.ndarray,
     *,
-    epochs: int,
+    steps: int,
     batch_size: int,
+    input_scale: float | None,
     learning_rate: float = 1e-4,
     preserve: str | None = None,
     augment: bool = True,
@@ -244,55 +377,117 @@ def quantization_aware(
 ):
     """Quantization-aware training: fake-quantize weights and activations while fine-tuning.
 
+    Only layers tfmot's 8-bit scheme supports are annotated; others (a ``Rescaling``, a
+    custom layer) stay float in training and get their int8 ranges from calibration.
+
     Args:
-        preserve: ``None`` for plain QAT (``quantize_model``); ``"sparsity"`` for
-            pruning-preserving QAT (PQAT); ``"clusters"`` for sparsity- and
-            cluster-preserving QAT (PCQAT), as in tfmot's collaborative optimization.
+        preserve: ``None`` for plain QAT; ``"sparsity"`` for pruning-preserving QAT (PQAT);
+            ``"clusters"`` for sparsity- and cluster-preserving QAT (PCQAT), as in tfmot's
+            collaborative optimization.
+
+    Raises:
+        TechniqueError: tfmot cannot quantize this model (e.g. a nested model).
     """
     import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
 
     q = tfmot.quantization.keras
-    base = _clone(model)
-    if preserve is None:
-        qat = q.quantize_model(base)
-    elif preserve == "sparsity":
-        qat = q.quantize_apply(
-            q.quantize_annotate_model(base),
-            tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(),
-        )
-    elif preserve == "clusters":
-        qat = q.quantize_apply(
-            q.quantize_annotate_model(base),
-            tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
-                preserve_sparsity=True
-            ),
-        )
-    else:
+    combine = tfmot.experimental.combine
+    schemes = {
+        None: lambda: None,
+        "sparsity": combine.Default8BitPrunePreserveQuantizeScheme,
+        "clusters": lambda: combine.Default8BitClusterPreserveQuantizeScheme(
+            preserve_sparsity=True
+        ),
+    }
+    if preserve not in schemes:
         raise ValueError(f"preserve must be None, 'sparsity' or 'clusters', not {preserve!r}")
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    what = {None: "QAT", "sparsity": "PQAT", "clusters": "PCQAT"}[preserve]
+    keep_float = _keep_float_config()
+
+    def annotate(layer):
+        if registry.supports(layer):
+            return q.quantize_annotate_layer(layer)
+        # A weightless layer tfmot does not know (Rescaling, Normalization...): annotate it
+        # to stay float, else the preserve schemes ask their registry for it and fail.
+        return q.quantize_annotate_layer(layer, quantize_config=keep_float)
+
+    annotated = _wrap_layers(
+        model,
+        annotate,
+        lambda layer: registry.supports(layer) or not layer.weights,
+        what=what,
+    )
+    scheme = schemes[preserve]()
+    try:
+        with q.quantize_scope({type(keep_float).__name__: type(keep_float)}):
+            qat = q.quantize_apply(annotated) if scheme is None else q.quantize_apply(
+                annotated, scheme
+            )
+    except Exception as err:  # noqa: BLE001 - tfmot raises many types
+        raise TechniqueError(f"{what}: {_first_line(err)}") from err
     fine_tune(
         qat,
         x_train,
         y_train,
-        epochs=epochs,
+        steps=steps,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        input_scale=input_scale,
         progress=progress,
         seed=seed,
         augment=augment,
+        desc=what,
     )
     if preserve == "clusters":
-        qat = tfmot.experimental.combine.strip_clustering_cqat(qat)
+        qat = combine.strip_clustering_cqat(qat)
     return qat
+
+
+def _keep_float_config():
+    """A tfmot QuantizeConfig that quantizes nothing: the layer stays float during QAT.
+
+    The converter then calibrates its output range from the representative dataset.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    class KeepFloat(tfmot.quantization.keras.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return []
+
+        def get_config(self):
+            return {}
+
+    return KeepFloat()
 
 
 # ---------------------------------------------------------------- TFLite conversion
 
 
-def representative_data(x_train: np.ndarray, *, samples: int = 200, seed: int = 0):
-    """A generator of single scaled training images for int8 calibration (drawn at random)."""
+def representative_data(
+    x_train: np.ndarray, *, samples: int = 200, seed: int = 0, input_scale: float | None
+):
+    """A generator of single training images (model units) for int8 calibration, at random."""
+    from workbench import contract
+
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(x_train), size=min(samples, len(x_train)), replace=False)
-    images = models.scale_images(x_train[idx])
+    images = contract.scale_inputs(x_train[idx], input_scale)
 
     def gen():
         for img in images:
@@ -302,23 +497,54 @@ def representative_data(x_train: np.ndarray, *, samples: int = 200, seed: int = 
 
 
 def to_tflite(
-    model, variant: str, *, x_calibration: np.ndarray | None = None, calibration_samples: int = 200
+    model,
+    variant: str,
+    *,
+    input_scale: float | None,
+    x_calibration: np.ndarray | None = None,
+    calibration_samples: int = 200,
 ) -> bytes:
-    """Convert a Keras model to a TFLite flatbuffer.
+    """Convert a model to a TFLite flatbuffer.
 
-    Variants:
-        ``float32``: no quantization.
-        ``dynamic_range``: int8 weights, float activations (no calibration data).
-        ``float16``: float16 weights.
-        ``int8``: full-integer; weights and activations int8, int8 input and output.
-            Needs ``x_calibration`` (training images) to calibrate the activation
-            ranges; a quantization-aware model keeps the ranges it learned.
+    Args:
+        model: a tf-keras model, a Keras 3 model (converted through a concrete function),
+            or the path of a SavedModel folder.
+        variant: ``float32`` (no quantization); ``dynamic_range`` (int8 weights, float
+            activations, no calibration); ``float16`` (float16 weights); ``int8``
+            (full-integer: int8 weights, activations, input and output; needs
+            ``x_calibration``, training images in their stored units, to calibrate the
+            activation ranges; a quantization-aware model keeps the ranges it learned).
+        input_scale: the model's input is ``pixels * input_scale`` (for calibration).
+
+    Raises:
+        ConversionError: the converter failed; its own output is in the message.
     """
-    import tensorflow as tf
 
+    quiet.install()
     if variant not in TFLITE_VARIANTS:
         raise ValueError(f"Unknown TFLite variant {variant!r}; choose from {TFLITE_VARIANTS}.")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant == "int8" and x_calibration is None:
+        raise ValueError(
+            "int8 conversion needs x_calibration: a sample of training images "
+            "to calibrate activation ranges."
+        )
+    errors = []
+    for how in ("frozen", "saved_model"):
+        converter = _converter(model, how)
+        if converter is None:
+            continue
+        _configure(converter, variant, x_calibration, calibration_samples, input_scale)
+        try:
+            with quiet.native_output("the TFLite converter"):
+                return converter.convert()
+        except Exception as err:  # noqa: BLE001 - the converter raises many types
+            errors.append(f"{how}: {err}")
+    raise ConversionError(f"{variant} conversion failed: " + "\n".join(errors))
+
+
+def _configure(converter, variant, x_calibration, calibration_samples, input_scale) -> None:
+    import tensorflow as tf
+
     if variant == "dynamic_range":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif variant == "float16":
@@ -326,18 +552,37 @@ def to_tflite(
         converter.target_spec.supported_types = [tf.float16]
     elif variant == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if x_calibration is None:
-            raise ValueError(
-                "int8 conversion needs x_calibration: a sample of training images "
-                "(uint8) to calibrate activation ranges."
-            )
         converter.representative_dataset = representative_data(
-            x_calibration, samples=calibration_samples
+            x_calibration, samples=calibration_samples, input_scale=input_scale
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return converter.convert()
+
+
+def _converter(model, how: str):
+    """A TFLiteConverter for a tf-keras model, a Keras 3 model or a SavedModel folder.
+
+    ``how="frozen"`` converts a concrete function of the model's inference call with its
+    variables frozen to constants. TensorFlow calls this path deprecated and prefers a
+    SavedModel round trip (``how="saved_model"``), which gives the same flatbuffer but
+    took 12x longer here (2.6 s against 33 s for a 156-layer MobileNetV2: saving and
+    reloading every layer's functions), so the frozen path goes first and the SavedModel
+    path is the fallback. A SavedModel folder only has the SavedModel path.
+    """
+    import tensorflow as tf
+    import tf_keras
+
+    if isinstance(model, str | Path):
+        return tf.lite.TFLiteConverter.from_saved_model(str(model)) if how != "frozen" else None
+    if how == "saved_model" and isinstance(model, tf_keras.Model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    concrete = fn.get_concrete_function()
+    if how == "frozen":
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
 
 
 # ---------------------------------------------------------------- sizes
@@ -425,3 +670,8 @@ def _trim_heap() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):  # musl or another libc: nothing to trim
             pass
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__)[:400]

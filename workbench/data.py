@@ -1,6 +1,13 @@
-"""Datasets: iris for the edge tier, CIFAR-10 for the cloud tier.
+"""Datasets: iris for the edge tier, CIFAR-10 for the cloud tier, and your own labelled images.
 
-One CIFAR-10 loader serves every notebook. :func:`load_cifar10` looks, in order, at
+Every image dataset is an :class:`ImageDataset`: train and test images (HWC, 1 or 3
+channels, uint8 or float, kept in their stored dtype), 1-D integer labels, class names,
+where it came from (``source``) and a ``digest``, the sha256 of its arrays, which says
+exactly which data a model was trained on (notebook 02 puts it in its training run id).
+Construction checks the arrays and refuses bad ones with a :class:`DatasetError` that
+names the file and the problem. The arrays are read-only, so the digest stays true.
+
+CIFAR-10 (:func:`load_cifar10`, a :class:`Cifar10`) is looked for, in order, at
 
 1. an explicit ``path`` argument;
 2. the ``WORKBENCH_CIFAR10`` environment variable;
@@ -8,28 +15,43 @@ One CIFAR-10 loader serves every notebook. :func:`load_cifar10` looks, in order,
 4. the official archive, downloaded (when online) and checked against its sha256.
 
 A path may be the official ``cifar-10-python.tar.gz``, its extracted
-``cifar-10-batches-py/`` folder, or an ``.npz`` holding ``x_train, y_train,
-x_test, y_test``. Whatever it reads, it returns uint8 HWC images and 1-D int64
-labels, checked for shape and range, in a :class:`Cifar10` that says where it
-came from.
+``cifar-10-batches-py/`` folder, or an ``.npz`` holding ``x_train, y_train, x_test,
+y_test``. The archive and the folder must hold the full dataset (50,000 training and
+10,000 test images); an ``.npz`` you name may be a subset, and its ``source`` says so.
+
+Decoding the archive takes seconds, so its decoded arrays are kept in the cache together
+with what they were built from (the source's path, size and modification time, the
+archive's sha256, the arrays' sha256 and the image counts). The cache is used only for
+the source it was built from (or when no source is named) and only after its arrays
+match their recorded digest; a cache of another source is never used in its place. An
+unchanged archive is therefore not hashed or decoded again. Writing the cache is best
+effort: a read-only folder costs a warning, not the load.
+
+:func:`load_image_dataset` reads any labelled image dataset: an ``.npz`` with the same
+four arrays, or a folder with one sub-folder of PNG/JPEG images per class (see there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
+import json
 import os
 import pickle
 import tarfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from workbench import paths
+from workbench import atomic, paths
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -48,24 +70,57 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_BYTES = 170_498_071
+CIFAR10_TRAIN_IMAGES = 50_000
+CIFAR10_TEST_IMAGES = 10_000
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
 CACHE_NAME = "cifar10.npz"
+CACHE_FORMAT = 2  # 1: arrays only (no record of the source; never used)
 ENV_VAR = "WORKBENCH_CIFAR10"
+
+ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# A class-folder dataset without train/ and test/ sub-folders: this share of each class
+# (at least one image of every class with two or more) becomes the test split.
+FOLDER_TEST_FRACTION = 0.2
+_MODES = {"L": 1, "RGB": 3}  # Pillow image modes accepted from folders, and their channels
 
 
 class DatasetError(RuntimeError):
     """A dataset is missing, corrupt or malformed. The message says which file and what to do."""
 
 
-@dataclass(frozen=True)
-class Cifar10:
-    """CIFAR-10 arrays plus where they came from.
+# --------------------------------------------------------------------------- datasets
+
+
+def arrays_digest(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> str:
+    """sha256 over the four arrays: names, dtypes, shapes and bytes (about 1 GB/s)."""
+    h = hashlib.sha256()
+    for name, array in zip(ARRAY_NAMES, (x_train, y_train, x_test, y_test), strict=True):
+        array = np.ascontiguousarray(array)
+        h.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        h.update(array.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class ImageDataset:
+    """A labelled image classification dataset, checked on construction.
+
+    Images are HWC with 1 or 3 channels, uint8 or float, in their stored dtype (no
+    scaling here). Construction accepts grayscale ``(N, H, W)`` images (a channel axis is
+    added) and ``(N, 1)`` or integral-float labels (flattened to 1-D int64), then checks
+    everything else and raises :class:`DatasetError` naming ``source`` and the problem.
 
     Attributes:
-        x_train: uint8 images, shape (N, 32, 32, 3), RGB, HWC.
-        y_train: int64 labels 0-9, shape (N,).
-        x_test: uint8 images, shape (M, 32, 32, 3).
-        y_test: int64 labels 0-9, shape (M,).
-        source: a human-readable description of what was loaded.
+        x_train: images, shape (N, H, W, C).
+        y_train: int64 labels in ``0 .. len(classes) - 1``, shape (N,).
+        x_test: images, shape (M, H, W, C), same H, W, C and dtype as ``x_train``.
+        y_test: int64 labels, shape (M,).
+        source: where the data came from, in words (first the file, then how it was read).
+        classes: one name per class; label ``i`` is ``classes[i]``.
+        digest: sha256 of the four arrays (:func:`arrays_digest`), computed when not given.
     """
 
     x_train: np.ndarray
@@ -73,37 +128,196 @@ class Cifar10:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
-    classes: tuple[str, ...] = CIFAR10_CLASSES
+    classes: tuple[str, ...]
+    digest: str = ""
+
+    title: ClassVar[str] = "Image dataset"
+
+    def __post_init__(self) -> None:
+        classes = tuple(str(c) for c in self.classes)
+        arrays = _checked_arrays(
+            {name: getattr(self, name) for name in ARRAY_NAMES}, classes, where=self.source
+        )
+        for name, array in arrays.items():
+            view = array.view()
+            view.flags.writeable = False  # in-place edits would make the digest a lie
+            object.__setattr__(self, name, view)
+        object.__setattr__(self, "classes", classes)
+        self._check()
+        if not self.digest:
+            object.__setattr__(self, "digest", arrays_digest(*arrays.values()))
+
+    def _check(self) -> None:
+        """Checks a subclass adds to the general ones (CIFAR-10's shape and dtype)."""
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of every image."""
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
     def describe(self) -> str:
-        """One paragraph: source, images per split, images per class."""
-        train_counts = np.bincount(self.y_train, minlength=10)
-        test_counts = np.bincount(self.y_test, minlength=10)
-        lines = [
-            f"CIFAR-10 from {self.source}",
-            f"  train: {len(self.y_train):,} images, test: {len(self.y_test):,} images "
-            f"({self.x_train.shape[1]}x{self.x_train.shape[2]}x{self.x_train.shape[3]}, "
-            f"{self.x_train.dtype})",
-        ]
-        lines.append(
-            "  per class (train/test): "
-            + ", ".join(
-                f"{name} {tr}/{te}"
-                for name, tr, te in zip(self.classes, train_counts, test_counts, strict=True)
-            )
+        """One paragraph: source, images per split, images per class, digest."""
+        n = len(self.classes)
+        train_counts = np.bincount(self.y_train, minlength=n)
+        test_counts = np.bincount(self.y_test, minlength=n)
+        h, w, c = self.image_shape
+        return "\n".join(
+            [
+                f"{self.title} from {self.source}",
+                f"  train: {len(self.y_train):,} images, test: {len(self.y_test):,} images "
+                f"({h}x{w}x{c}, {self.x_train.dtype}), {n} classes, sha256 {self.digest[:12]}",
+                "  per class (train/test): "
+                + ", ".join(
+                    f"{name} {tr}/{te}"
+                    for name, tr, te in zip(self.classes, train_counts, test_counts, strict=True)
+                ),
+            ]
         )
-        return "\n".join(lines)
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None) -> Cifar10:
-        """Return the first ``n_train`` / ``n_test`` images (``None`` keeps a split whole)."""
-        return Cifar10(
+    def subset(self, n_train: int | None = None, n_test: int | None = None):
+        """The first ``n_train`` / ``n_test`` images (``None`` keeps a split whole).
+
+        The result has its own digest (of the arrays it holds).
+        """
+        if n_train is None and n_test is None:
+            return self
+        return dataclasses.replace(
+            self,
             x_train=self.x_train[:n_train],
             y_train=self.y_train[:n_train],
             x_test=self.x_test[:n_test],
             y_test=self.y_test[:n_test],
-            source=self.source
-            + (f" (first {n_train} train / {n_test} test)" if n_train or n_test else ""),
+            source=f"{self.source} (first {n_train} train / {n_test} test)",
+            digest="",
         )
+
+
+@dataclass(frozen=True, eq=False)
+class Cifar10(ImageDataset):
+    """CIFAR-10: an :class:`ImageDataset` of uint8 32x32x3 RGB images in 10 classes."""
+
+    classes: tuple[str, ...] = CIFAR10_CLASSES
+    title: ClassVar[str] = "CIFAR-10"
+
+    def _check(self) -> None:
+        for split in ("train", "test"):
+            x = getattr(self, f"x_{split}")
+            if x.shape[1:] != (32, 32, 3):
+                raise DatasetError(
+                    f"x_{split} in {self.source} has shape {x.shape}; CIFAR-10 images must be "
+                    "(N, 32, 32, 3) uint8 HWC."
+                )
+            if x.dtype != np.uint8:
+                raise DatasetError(
+                    f"x_{split} in {self.source} is {x.dtype}; CIFAR-10 must be uint8 pixels "
+                    "0-255 (not scaled floats)."
+                )
+        if len(self.classes) != 10:
+            raise DatasetError(f"CIFAR-10 has 10 classes, not {len(self.classes)} ({self.source}).")
+
+    @property
+    def is_full(self) -> bool:
+        """Whether this is the whole dataset (50,000 training and 10,000 test images)."""
+        return (len(self.y_train), len(self.y_test)) == (CIFAR10_TRAIN_IMAGES, CIFAR10_TEST_IMAGES)
+
+
+def _checked_arrays(
+    arrays: dict[str, Any], classes: tuple[str, ...], *, where: str
+) -> dict[str, np.ndarray]:
+    """Normalise (channel axis, 1-D int64 labels) and check the four arrays."""
+    out: dict[str, np.ndarray] = {}
+    for split in ("train", "test"):
+        x = _checked_images(np.asarray(arrays[f"x_{split}"]), f"x_{split}", where)
+        y = _checked_labels(np.asarray(arrays[f"y_{split}"]), f"y_{split}", len(x), where)
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    if out["x_train"].shape[1:] != out["x_test"].shape[1:] or (
+        out["x_train"].dtype != out["x_test"].dtype
+    ):
+        raise DatasetError(
+            f"The splits in {where} differ: x_train is {out['x_train'].shape[1:]} "
+            f"{out['x_train'].dtype}, x_test is {out['x_test'].shape[1:]} {out['x_test'].dtype}; "
+            "both must hold images of one shape and dtype."
+        )
+    if not classes:
+        raise DatasetError(f"No class names for {where}: give one name per class.")
+    if len(set(classes)) != len(classes):
+        raise DatasetError(f"The class names of {where} repeat a name: {list(classes)}.")
+    top = max(int(out["y_train"].max()), int(out["y_test"].max()))
+    if top >= len(classes):
+        shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+        raise DatasetError(
+            f"The labels in {where} go up to {top}, outside 0-{len(classes) - 1} for the "
+            f"{len(classes)} class names ({shown}). Give one class name per label, in label "
+            "order, or fix the labels."
+        )
+    return out
+
+
+def _checked_images(x: np.ndarray, name: str, where: str) -> np.ndarray:
+    if x.dtype == object:
+        raise DatasetError(
+            f"{name} in {where} is an array of Python objects, which happens when images of "
+            "different shapes are stacked (ragged). All images must share one shape: resize them."
+        )
+    if x.ndim == 3:  # grayscale (N, H, W)
+        x = x[..., np.newaxis]
+    if x.ndim != 4:
+        raise DatasetError(
+            f"{name} in {where} has shape {x.shape} ({x.ndim} dimensions); images must be "
+            "(N, H, W, C) with C 1 or 3, or grayscale (N, H, W)."
+        )
+    if x.shape[-1] not in (1, 3):
+        hint = (
+            " It looks channels-first (N, C, H, W): transpose it with x.transpose(0, 2, 3, 1)."
+            if x.shape[1] in (1, 3)
+            else ""
+        )
+        raise DatasetError(
+            f"{name} in {where} has shape {x.shape}: {x.shape[-1]} channels, but images must have "
+            f"1 (grayscale) or 3 (RGB) channels last (HWC).{hint}"
+        )
+    if len(x) == 0:
+        raise DatasetError(f"{name} in {where} is empty: the split holds no images.")
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise DatasetError(
+            f"{name} in {where} is {x.dtype}; images must be uint8 (0-255) or floating point."
+        )
+    if np.issubdtype(x.dtype, np.floating):
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            images = int(np.count_nonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1)))
+            raise DatasetError(
+                f"{name} in {where} holds {bad:,} non-finite pixel values (NaN or infinity) in "
+                f"{images:,} of its {len(x):,} images; fix or drop those images."
+            )
+    return x
+
+
+def _checked_labels(y: np.ndarray, name: str, n_images: int, where: str) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] == 1:  # Keras' (N, 1) labels
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != n_images:
+        raise DatasetError(
+            f"{name} in {where} has shape {y.shape} for {n_images} images; expected "
+            f"({n_images},): one integer label per image."
+        )
+    if y.dtype == bool or not (
+        np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
+    ):
+        raise DatasetError(f"{name} in {where} is {y.dtype}; labels must be integers 0, 1, 2, ...")
+    if np.issubdtype(y.dtype, np.floating):
+        fractional = ~np.isfinite(y) | (np.mod(y, 1) != 0)
+        if fractional.any():
+            raise DatasetError(
+                f"{name} in {where} holds {int(fractional.sum()):,} labels that are not whole "
+                f"numbers (e.g. {y[fractional][0]!r}); labels must be integers 0, 1, 2, ... "
+                "(one-hot labels: take y.argmax(axis=1))."
+            )
+    if y.min() < 0:
+        raise DatasetError(
+            f"{name} in {where} holds negative labels (min {y.min()}); labels must be 0, 1, 2, ..."
+        )
+    return y.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- iris
@@ -121,6 +335,221 @@ def load_iris() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     return bunch.data, bunch.target, list(bunch.feature_names), list(bunch.target_names)
 
 
+# ------------------------------------------------------------------ your own images
+
+
+def load_image_dataset(
+    path: str | os.PathLike,
+    *,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    test_fraction: float = FOLDER_TEST_FRACTION,
+    seed: int = 0,
+) -> ImageDataset:
+    """Load a labelled image dataset from an ``.npz`` or a folder of class folders.
+
+    - An ``.npz`` holding ``x_train, y_train, x_test, y_test``: images (N, H, W, C) with
+      C 1 or 3, or grayscale (N, H, W); uint8 or float; labels 1-D integers or (N, 1).
+      Class names come from ``class_names``, else a ``classes`` array in the file, else
+      ``"0", "1", ...``.
+    - A folder with one sub-folder of PNG/JPEG images per class (the sub-folder's name is
+      the class name), either directly or under ``train/`` and ``test/``. Without those,
+      a deterministic stratified split puts ``test_fraction`` of each class (at least one
+      image of every class that has two) into the test split. All images must share one
+      size and mode (``L``: grayscale, ``RGB``); other files are skipped and counted in
+      ``source``. Images come in a fixed shuffled order (``seed``), so that
+      :meth:`ImageDataset.subset` takes every class. With ``class_names``, they must be
+      the folder names; their order sets the labels.
+
+    Images keep their stored dtype (no scaling).
+
+    Raises:
+        DatasetError: naming the file and the problem (missing arrays, ragged or wrong
+            shapes, channels other than 1 or 3, non-finite pixels, negative or fractional
+            labels, an empty split, class names that do not fit the labels, images of
+            different sizes or modes, unreadable images).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(
+            f"No dataset at {path}. Pass an .npz with x_train, y_train, x_test, y_test, or a "
+            "folder with one sub-folder of images per class."
+        )
+    if path.is_dir():
+        arrays, names, source = _read_class_folders(
+            path, class_names=class_names, test_fraction=test_fraction, seed=seed
+        )
+    elif path.suffix == ".npz":
+        arrays = _read_npz(path)
+        _require_arrays(arrays, path)
+        names = _npz_class_names(arrays, class_names, path)
+        source = f"{path} (npz)"
+    else:
+        raise DatasetError(
+            f"Don't know how to read {path}: expected an .npz file or a folder with one "
+            "sub-folder of images per class."
+        )
+    return ImageDataset(**{k: arrays[k] for k in ARRAY_NAMES}, source=source, classes=names)
+
+
+def _require_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
+    missing = [k for k in ARRAY_NAMES if k not in arrays]
+    if missing:
+        raise DatasetError(
+            f"{path} lacks the arrays {missing} (it holds {sorted(arrays)}). An .npz must hold "
+            "x_train, y_train, x_test, y_test."
+        )
+
+
+def _npz_class_names(
+    arrays: dict[str, np.ndarray], class_names: Any, path: Path
+) -> tuple[str, ...]:
+    if class_names is not None:
+        return tuple(str(c) for c in class_names)
+    if "classes" in arrays:
+        return tuple(str(c) for c in np.asarray(arrays["classes"]).reshape(-1))
+    labels = [np.asarray(arrays[k]) for k in ("y_train", "y_test")]
+    if any(y.size == 0 or not np.issubdtype(y.dtype, np.number) for y in labels):
+        return ()  # the checks on construction say what is wrong
+    top = max(int(np.nanmax(np.where(np.isfinite(y), y, 0))) for y in labels)
+    return tuple(str(i) for i in range(max(top, 0) + 1))
+
+
+def _read_class_folders(
+    root: Path, *, class_names: Any, test_fraction: float, seed: int
+) -> tuple[dict[str, np.ndarray], tuple[str, ...], str]:
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie between 0 and 1, not {test_fraction}")
+    splits = [root / s for s in ("train", "test")]
+    if any(s.is_dir() for s in splits) and not all(s.is_dir() for s in splits):
+        have, lack = (splits if splits[0].is_dir() else splits[::-1])[:2]
+        raise DatasetError(
+            f"{root} has {have.name}/ but no {lack.name}/: give both (each with one sub-folder "
+            "per class), or neither (then the test split is drawn from the class folders)."
+        )
+    skipped: list[Path] = []
+    rng = np.random.default_rng(seed)
+    if all(s.is_dir() for s in splits):
+        train_files = _class_files(splits[0], skipped)
+        test_files = _class_files(splits[1], skipped)
+        unknown = sorted(set(test_files) - set(train_files))
+        if unknown:
+            raise DatasetError(
+                f"{splits[1]} has class folders {unknown} that {splits[0]} lacks; both splits "
+                "must use the same classes."
+            )
+        names = _folder_class_names(list(train_files), class_names, splits[0])
+        how = "train/ and test/ folders"
+    else:
+        files = _class_files(root, skipped)
+        names = _folder_class_names(list(files), class_names, root)
+        train_files, test_files = {}, {}
+        for name in names:
+            chosen = files[name]
+            n_test = round(len(chosen) * test_fraction)
+            n_test = min(max(n_test, 1), len(chosen) - 1) if len(chosen) >= 2 else 0
+            order = rng.permutation(len(chosen))
+            test_files[name] = [chosen[i] for i in sorted(order[:n_test])]
+            train_files[name] = [chosen[i] for i in sorted(order[n_test:])]
+        how = f"test split: {test_fraction:g} of each class, seed {seed}"
+    arrays: dict[str, np.ndarray] = {}
+    reference: list = []  # (first file, size, mode), shared by both splits
+    for split, by_class in (("train", train_files), ("test", test_files)):
+        listed = [(f, names.index(c)) for c in names for f in by_class.get(c, [])]
+        if not listed:
+            raise DatasetError(f"The {split} split of {root} holds no images.")
+        x = _read_images([f for f, _ in listed], reference)
+        y = np.array([label for _, label in listed], dtype=np.int64)
+        order = rng.permutation(len(y))
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x[order], y[order]
+    note = f"; skipped {len(skipped)} non-image files, e.g. {skipped[0]}" if skipped else ""
+    return arrays, names, f"{root} (image folders, {len(names)} classes, {how}{note})"
+
+
+def _class_files(folder: Path, skipped: list[Path]) -> dict[str, list[Path]]:
+    """{class folder name: its image files, sorted}; non-image files go to ``skipped``."""
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DatasetError(
+            f"{folder} has no class sub-folders: put the images of each class in a sub-folder "
+            "named after the class (e.g. cats/001.png, dogs/001.png)."
+        )
+    out = {}
+    for cls in classes:
+        files = []
+        for f in sorted(cls.iterdir()):
+            if f.name.startswith(".") or f.is_dir():
+                continue
+            (files if f.suffix.lower() in IMAGE_SUFFIXES else skipped).append(f)
+        if not files:
+            raise DatasetError(
+                f"The class folder {cls} holds no PNG or JPEG images ({', '.join(IMAGE_SUFFIXES)})."
+            )
+        out[cls.name] = files
+    return out
+
+
+def _folder_class_names(found: list[str], class_names: Any, folder: Path) -> tuple[str, ...]:
+    if class_names is None:
+        return tuple(found)
+    names = tuple(str(c) for c in class_names)
+    if sorted(names) != sorted(found):
+        raise DatasetError(
+            f"class_names {list(names)} ({len(names)}) do not match the class folders of {folder} "
+            f"{found} ({len(found)}): give exactly the folder names, in label order."
+        )
+    return names
+
+
+def _read_images(files: list[Path], reference: list) -> np.ndarray:
+    """Decode ``files`` into one uint8 array; all must match the first image's size and mode."""
+    from PIL import Image, UnidentifiedImageError
+
+    out: np.ndarray | None = None
+    for i, file in enumerate(files):
+        try:
+            with Image.open(file) as img:
+                img.load()
+                size, mode = img.size, img.mode
+                pixels = np.asarray(img)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise DatasetError(
+                f"{file} is not a readable image ({type(err).__name__}: {err})."
+            ) from err
+        if mode not in _MODES:
+            raise DatasetError(
+                f"{file} has image mode {mode!r}; images must be 8-bit grayscale ('L') or RGB. "
+                "Convert them, e.g. Image.open(f).convert('RGB').save(f)."
+            )
+        if not reference:
+            reference.extend([file, size, mode])
+        elif (size, mode) != (reference[1], reference[2]):
+            first, (w0, h0), m0 = reference
+            raise DatasetError(
+                f"Images differ: {first} is {w0}x{h0} {m0}, {file} is {size[0]}x{size[1]} {mode}. "
+                "All images must share one size and mode: resize/convert them first."
+            )
+        if out is None:
+            out = np.empty((len(files), size[1], size[0], _MODES[mode]), dtype=np.uint8)
+        out[i] = pixels.reshape(out.shape[1:])
+    assert out is not None
+    return out
+
+
+def save_npz(target: str | os.PathLike, dataset: ImageDataset) -> Path:
+    """Write a dataset's arrays and class names to an ``.npz`` (atomically).
+
+    The file loads with :func:`load_image_dataset` (and, for CIFAR-10 arrays, with
+    :func:`load_cifar10`): the way to keep a subset on purpose.
+    """
+    with atomic.open_file(target) as f:
+        np.savez(
+            f,
+            **{k: getattr(dataset, k) for k in ARRAY_NAMES},
+            classes=np.array(dataset.classes),
+        )
+    return Path(target)
+
+
 # ------------------------------------------------------------------------ CIFAR-10
 
 
@@ -136,110 +565,279 @@ def load_cifar10(
     Args:
         path: an ``.npz``, the official ``.tar.gz`` or its extracted folder.
         download: try the official download when nothing local is found.
-        cache: after reading an archive or folder, write ``datasets/cifar10.npz``
-            so the next load is fast (written atomically).
+        cache: read and write the decoded copy of an archive or folder in
+            ``datasets/cifar10.npz`` (written atomically, best effort).
         timeout_s: network timeout for the download; offline it fails within it.
 
     Returns:
-        The checked arrays and their source.
+        The checked arrays, their source and digest.
 
     Raises:
-        DatasetError: nothing found, or what was found is corrupt or malformed.
+        DatasetError: nothing found, or what was found is corrupt, incomplete or malformed.
     """
     if path is not None:
-        return _load_any(Path(path), origin="the path you passed", cache=cache)
+        return _load_source(Path(path), origin="the path you passed", cache=cache)
     env = os.environ.get(ENV_VAR)
     if env:
-        return _load_any(Path(env), origin=f"${ENV_VAR}", cache=cache)
-    cached = paths.datasets_dir() / CACHE_NAME
-    if cached.exists():
-        return _load_any(cached, origin="the dataset cache", cache=False)
-    if not download:
-        raise DatasetError(_nothing_found_message(cached, reason="downloading is switched off"))
-    archive = _download(paths.datasets_dir() / "cifar-10-python.tar.gz", timeout_s=timeout_s)
-    return _load_any(archive, origin="the official download", cache=cache)
+        return _load_source(Path(env), origin=f"${ENV_VAR}", cache=cache)
+    folder, problem = _datasets_folder()
+    notes = [problem] if problem else []
+    cached = folder / CACHE_NAME if folder else None
+    if cache and cached is not None and cached.exists():
+        try:
+            return _load_cache(cached, origin=f"no path or ${ENV_VAR} given")
+        except DatasetError as err:
+            warnings.warn(f"Not using the dataset cache: {err}", stacklevel=2)
+            notes.append(str(err))
+    archive = folder / ARCHIVE_NAME if folder else None
+    if archive is not None and archive.exists():
+        return _load_source(archive, origin="the archive downloaded earlier", cache=cache)
+    if not download or archive is None:
+        reason = "downloading is switched off" if not download else "no folder to download to"
+        raise DatasetError(_nothing_found_message(cached, reason=reason, notes=notes))
+    archive = _download(archive, timeout_s=timeout_s, cached=cached, notes=notes)
+    return _load_source(archive, origin="the official download", cache=cache)
 
 
-def _nothing_found_message(cached: Path, reason: str) -> str:
+def locate_cifar10(
+    path: str | os.PathLike | None = None, *, download: bool = True, timeout_s: float = 10.0
+) -> str:
+    """Say which CIFAR-10 source :func:`load_cifar10` would use, without decoding it.
+
+    Cheap enough to run before any notebook starts (``python -m workbench run`` does): it
+    checks that a named path exists and is of a readable kind, that the cache records its
+    origin, or that the archive is there; if nothing is, it downloads the archive (when
+    allowed). Contents are checked when the data is loaded.
+
+    Returns:
+        The source, in words.
+
+    Raises:
+        DatasetError: nothing usable, with the message saying what to do.
+    """
+    given = (Path(path), "the path you passed") if path is not None else None
+    if given is None and os.environ.get(ENV_VAR):
+        given = (Path(os.environ[ENV_VAR]), f"${ENV_VAR}")
+    if given is not None:
+        source, origin = given
+        if not source.exists():
+            raise DatasetError(_not_found_message(source, origin))
+        _source_kind(source)
+        return f"{source} (via {origin})"
+    folder, problem = _datasets_folder()
+    notes = [problem] if problem else []
+    cached = folder / CACHE_NAME if folder else None
+    if cached is not None and cached.exists():
+        meta, reason = _read_cache_meta(cached)
+        if meta is not None:
+            return f"{meta['built_from']['path']} (via the dataset cache {cached})"
+        notes.append(reason)
+    archive = folder / ARCHIVE_NAME if folder else None
+    if archive is not None and archive.exists():
+        return f"{archive} (downloaded earlier)"
+    if not download or archive is None:
+        reason = "downloading is switched off" if not download else "no folder to download to"
+        raise DatasetError(_nothing_found_message(cached, reason=reason, notes=notes))
+    return f"{_download(archive, timeout_s=timeout_s, cached=cached, notes=notes)} (downloaded)"
+
+
+def _datasets_folder() -> tuple[Path | None, str | None]:
+    try:
+        return paths.datasets_dir(), None
+    except OSError as err:
+        return None, f"the dataset folder cannot be created ({err}); set WORKBENCH_DATASETS"
+
+
+def _nothing_found_message(cached: Path | None, *, reason: str, notes: Sequence[str] = ()) -> str:
+    extra = "".join(f" {n}" for n in notes)
     return (
         f"No CIFAR-10 found ({reason}). Looked for: an explicit path, ${ENV_VAR} (unset), "
-        f"and the cache {cached}. Fix: download {CIFAR10_URL} on a machine that is online "
-        f"and set {ENV_VAR}=/path/to/cifar-10-python.tar.gz (or its extracted "
+        f"and the cache {cached}.{extra} Fix: download {CIFAR10_URL} on a machine that is "
+        f"online and set {ENV_VAR}=/path/to/cifar-10-python.tar.gz (or its extracted "
         "cifar-10-batches-py/ folder, or an .npz with x_train, y_train, x_test, y_test)."
     )
 
 
-def _load_any(path: Path, *, origin: str, cache: bool) -> Cifar10:
-    if not path.exists():
-        raise DatasetError(
-            f"CIFAR-10 not found at {path} (given by {origin}). Check the path, or unset it "
-            f"to use the cache or the download. Accepted: cifar-10-python.tar.gz, its extracted "
-            "cifar-10-batches-py/ folder, or an .npz with x_train, y_train, x_test, y_test."
-        )
+def _not_found_message(path: Path, origin: str) -> str:
+    return (
+        f"CIFAR-10 not found at {path} (given by {origin}). Check the path, or unset it "
+        f"to use the cache or the download. Accepted: cifar-10-python.tar.gz, its extracted "
+        "cifar-10-batches-py/ folder, or an .npz with x_train, y_train, x_test, y_test."
+    )
+
+
+def _source_kind(path: Path) -> str:
     if path.is_dir():
-        arrays = _read_batches_dir(path)
-        kind = "extracted batches folder"
-    elif path.name.endswith((".tar.gz", ".tgz")):
-        verify_archive(path)
-        arrays = _read_archive(path)
-        kind = "official archive, sha256 verified"
-    elif path.suffix == ".npz":
-        arrays = _read_npz(path)
-        kind = "npz"
+        return "folder"
+    if path.name.endswith((".tar.gz", ".tgz")):
+        return "archive"
+    if path.suffix == ".npz":
+        return "npz"
+    raise DatasetError(
+        f"Don't know how to read {path}: expected a .tar.gz archive, a cifar-10-batches-py/ "
+        "folder or an .npz file."
+    )
+
+
+def _load_source(path: Path, *, origin: str, cache: bool) -> Cifar10:
+    if not path.exists():
+        raise DatasetError(_not_found_message(path, origin))
+    kind = _source_kind(path)
+    if kind == "npz":
+        return _load_npz(path, origin=origin)
+    if kind == "folder":
+        path = _batches_folder(path)
+    stamp = _stamp(path, kind)
+    folder, problem = _datasets_folder()
+    if cache and problem:
+        warnings.warn(f"Not caching the decoded dataset: {problem}.", stacklevel=3)
+    cached = folder / CACHE_NAME if (cache and folder) else None
+    meta = _read_cache_meta(cached)[0] if cached is not None and cached.exists() else None
+    if meta is not None and _same_source(meta["built_from"], stamp):
+        try:
+            return _load_cache(cached, origin=origin)
+        except DatasetError as err:
+            warnings.warn(f"Rebuilding the dataset cache: {err}", stacklevel=3)
+    if kind == "archive":
+        _verify_archive(path, known=meta["built_from"] if meta else None)
+        arrays, sha256 = _read_archive(path), CIFAR10_SHA256
+        described = "official archive, sha256 verified"
     else:
-        raise DatasetError(
-            f"Don't know how to read {path}: expected a .tar.gz archive, a cifar-10-batches-py/ "
-            "folder or an .npz file."
-        )
-    data = _validated(arrays, path)
-    data = Cifar10(*data, source=f"{path} ({kind}, via {origin})")
-    if cache and path.suffix != ".npz":
-        save_npz_atomic(paths.datasets_dir() / CACHE_NAME, data)
+        arrays, sha256 = _read_batches_dir(path), None
+        described = "extracted batches folder"
+    _require_full(arrays, path)
+    data = Cifar10(**arrays, source=f"{path} ({described}, via {origin})")
+    if cached is not None:
+        _write_cache(cached, data, built_from={**stamp, "sha256": sha256, "described": described})
     return data
 
 
-def _validated(
-    arrays: dict[str, np.ndarray], path: Path
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Check shapes, dtypes and label ranges; return (x_train, y_train, x_test, y_test)."""
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
-    if missing:
-        raise DatasetError(
-            f"{path} lacks the arrays {missing}. An .npz must hold x_train, y_train, x_test, y_test."
+def _load_npz(path: Path, *, origin: str) -> Cifar10:
+    arrays = _read_npz(path)
+    _require_arrays(arrays, path)
+    counts = (len(arrays["y_train"]), len(arrays["y_test"]))
+    if counts == (CIFAR10_TRAIN_IMAGES, CIFAR10_TEST_IMAGES):
+        kind = "npz, full size"
+    else:
+        kind = (
+            f"npz, a subset: {counts[0]:,} of {CIFAR10_TRAIN_IMAGES:,} training and "
+            f"{counts[1]:,} of {CIFAR10_TEST_IMAGES:,} test images"
         )
-    out = []
-    for split in ("train", "test"):
-        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
-        if y.ndim == 2 and y.shape[1] == 1:  # Keras' (N, 1) labels
-            y = y[:, 0]
-        if x.ndim != 4 or x.shape[1:] != (32, 32, 3):
-            raise DatasetError(
-                f"x_{split} in {path} has shape {x.shape}; CIFAR-10 images must be (N, 32, 32, 3) "
-                "uint8 HWC. If yours are (N, 3, 32, 32), transpose them with x.transpose(0, 2, 3, 1)."
+    return Cifar10(**{k: arrays[k] for k in ARRAY_NAMES}, source=f"{path} ({kind}, via {origin})")
+
+
+def _require_full(arrays: dict[str, np.ndarray], path: Path) -> None:
+    counts = (len(arrays["y_train"]), len(arrays["y_test"]))
+    if counts != (CIFAR10_TRAIN_IMAGES, CIFAR10_TEST_IMAGES):
+        raise DatasetError(
+            f"{path} holds {counts[0]:,} training and {counts[1]:,} test images; the full "
+            f"CIFAR-10 has {CIFAR10_TRAIN_IMAGES:,} and {CIFAR10_TEST_IMAGES:,}. It is incomplete "
+            "or not CIFAR-10: extract or download it again. (To use a subset on purpose, save it "
+            "as an .npz with x_train, y_train, x_test, y_test and pass that file.)"
+        )
+
+
+# ----------------------------------------------------------------- the cache
+
+
+def _stamp(path: Path, kind: str) -> dict:
+    """What identifies a source cheaply: its path, and size and mtime of each file read."""
+    resolved = path.resolve()
+    if kind == "archive":
+        st = resolved.stat()
+        files = {resolved.name: [st.st_size, st.st_mtime_ns]}
+    else:
+        files = {}
+        for name in (*_BATCHES, "test_batch"):
+            st = (resolved / name).stat() if (resolved / name).exists() else None
+            files[name] = [st.st_size, st.st_mtime_ns] if st else None
+    return {"kind": kind, "path": str(resolved), "files": files}
+
+
+def _same_source(built_from: dict, stamp: dict) -> bool:
+    return all(built_from.get(k) == stamp[k] for k in ("kind", "path", "files"))
+
+
+def _read_cache_meta(cached: Path) -> tuple[dict | None, str]:
+    """The cache's record of its origin, or None and why it cannot be trusted."""
+    try:
+        with np.load(cached, allow_pickle=False) as f:
+            if "meta" not in f.files:
+                return None, (
+                    f"The cache {cached} has no record of what it was built from (an older "
+                    "workbench wrote it), so it is not used; delete it."
+                )
+            meta = json.loads(str(f["meta"][()]))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
+        return None, f"The cache {cached} is unreadable ({type(err).__name__}: {err}); delete it."
+    if meta.get("format") != CACHE_FORMAT or "built_from" not in meta:
+        return None, f"The cache {cached} has an unknown format ({meta.get('format')}); delete it."
+    return meta, ""
+
+
+def _load_cache(cached: Path, *, origin: str) -> Cifar10:
+    """Load the cache after checking its arrays against their recorded digest and counts."""
+    meta, reason = _read_cache_meta(cached)
+    if meta is None:
+        raise DatasetError(reason)
+    arrays = _read_npz(cached)
+    built = meta["built_from"]
+    data = Cifar10(
+        **{k: arrays[k] for k in ARRAY_NAMES},
+        source=f"{built['path']} ({built.get('described', built['kind'])}; decoded copy from "
+        f"the dataset cache {cached}, via {origin})",
+    )
+    if data.digest != meta.get("arrays_sha256"):
+        raise DatasetError(
+            f"The cache {cached} does not match its recorded digest (sha256 {data.digest[:12]} "
+            f"instead of {str(meta.get('arrays_sha256'))[:12]}): it is corrupt; delete it."
+        )
+    _require_full({k: getattr(data, k) for k in ARRAY_NAMES}, cached)
+    return data
+
+
+def _write_cache(cached: Path, data: Cifar10, *, built_from: dict) -> None:
+    """Write the decoded arrays and their origin; a failure only warns (best effort)."""
+    meta = {
+        "format": CACHE_FORMAT,
+        "built_from": built_from,
+        "arrays_sha256": data.digest,
+        "counts": {"train": len(data.y_train), "test": len(data.y_test)},
+    }
+    try:
+        with atomic.open_file(cached) as f:
+            # Uncompressed: CIFAR's pixels do not compress, and reading stays fast.
+            np.savez(
+                f, **{k: getattr(data, k) for k in ARRAY_NAMES}, meta=np.array(json.dumps(meta))
             )
-        if x.dtype != np.uint8:
-            raise DatasetError(
-                f"x_{split} in {path} is {x.dtype}; expected uint8 pixels 0-255 (not scaled floats)."
-            )
-        if y.ndim != 1 or len(y) != len(x):
-            raise DatasetError(
-                f"y_{split} in {path} has shape {y.shape} for {len(x)} images; expected ({len(x)},)."
-            )
-        if len(x) == 0:
-            raise DatasetError(f"The {split} split in {path} is empty.")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() > 9:
-            raise DatasetError(
-                f"y_{split} in {path} holds labels outside 0-9 (min {y.min()}, max {y.max()}, "
-                f"dtype {y.dtype}); the file is not CIFAR-10 or is corrupt."
-            )
-        out += [x, y.astype(np.int64)]
-    return tuple(out)  # type: ignore[return-value]
+    except OSError as err:
+        warnings.warn(
+            f"Could not write the dataset cache {cached} ({type(err).__name__}: {err}). The data "
+            "loaded fine; the next load decodes the source again. Set WORKBENCH_DATASETS to a "
+            "writable folder to cache it.",
+            stacklevel=4,
+        )
+
+
+# ------------------------------------------------------------- reading sources
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            out = {}
+            for key in f.files:
+                try:
+                    out[key] = f[key]
+                except ValueError as err:
+                    if "allow_pickle" not in str(err):
+                        raise
+                    raise DatasetError(
+                        f"{key} in {path} is an array of Python objects, which happens when "
+                        "images of different shapes are stacked (ragged). All images must share "
+                        "one shape: resize them, then save plain numeric arrays."
+                    ) from err
+            return out
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise DatasetError(
             f"{path} is not a readable .npz ({type(err).__name__}: {err}). It may be truncated; "
@@ -248,22 +846,31 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.new(algorithm)
+    """Hex digest of a file."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def verify_archive(path: Path) -> None:
     """Check the official archive's size and sha256; raise :class:`DatasetError` on mismatch."""
+    _verify_archive(path, known=None)
+
+
+def _verify_archive(path: Path, *, known: dict | None) -> None:
+    """As :func:`verify_archive`; skips hashing when ``known`` (a cache's record of this
+    very file: same path, size and mtime) says it was verified before."""
     size = path.stat().st_size
     if size != CIFAR10_BYTES:
         raise DatasetError(
             f"{path} is {size:,} bytes; the official cifar-10-python.tar.gz is {CIFAR10_BYTES:,}. "
             "It is truncated or a different file: delete it and download it again."
         )
+    if (
+        known
+        and known.get("sha256") == CIFAR10_SHA256
+        and _same_source(known, _stamp(path, "archive"))
+    ):
+        return
     digest = file_digest(path)
     if digest != CIFAR10_SHA256:
         raise DatasetError(
@@ -316,10 +923,11 @@ def _assemble(read) -> dict[str, np.ndarray]:
     }
 
 
-def _read_batches_dir(folder: Path) -> dict[str, np.ndarray]:
-    if (folder / "cifar-10-batches-py").is_dir():
-        folder = folder / "cifar-10-batches-py"
+def _batches_folder(folder: Path) -> Path:
+    return folder / "cifar-10-batches-py" if (folder / "cifar-10-batches-py").is_dir() else folder
 
+
+def _read_batches_dir(folder: Path) -> dict[str, np.ndarray]:
     def read(name: str) -> bytes:
         file = folder / name
         if not file.exists():
@@ -349,48 +957,27 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         ) from err
 
 
-def save_npz_atomic(target: Path, data: Cifar10) -> Path:
-    """Write the arrays to ``target`` via a temporary file and a rename (never half-written)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(
-                f,
-                x_train=data.x_train,
-                y_train=data.y_train,
-                x_test=data.x_test,
-                y_test=data.y_test,
-            )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
-def _download(target: Path, *, timeout_s: float) -> Path:
+def _download(target: Path, *, timeout_s: float, cached: Path | None, notes: list[str]) -> Path:
     """Download the official archive to ``target`` (verified, atomic); clear error offline."""
-    if target.exists():
-        verify_archive(target)
-        return target
-    tmp = target.with_name(target.name + ".part")
     try:
-        with (
-            urllib.request.urlopen(CIFAR10_URL, timeout=timeout_s) as response,
-            open(tmp, "wb") as out,
-        ):
-            _copy_with_progress(response, out, total=CIFAR10_BYTES)
-        verify_archive(tmp)
-        os.replace(tmp, target)
+        with atomic.temp_path(target) as tmp:
+            with (
+                urllib.request.urlopen(CIFAR10_URL, timeout=timeout_s) as response,
+                open(tmp, "wb") as out,
+            ):
+                _copy_with_progress(response, out, total=CIFAR10_BYTES)
+            try:
+                verify_archive(tmp)
+            except DatasetError as err:
+                raise DatasetError(
+                    f"The download of {CIFAR10_URL} failed its check: {err}"
+                ) from None
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         raise DatasetError(
             _nothing_found_message(
-                paths.datasets_dir() / CACHE_NAME,
-                reason=f"the download of {CIFAR10_URL} failed: {err}",
+                cached, reason=f"the download of {CIFAR10_URL} failed: {err}", notes=notes
             )
         ) from err
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

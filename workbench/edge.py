@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench import bench
+from workbench import atomic, bench
 
 
 class EdgeModelError(RuntimeError):
@@ -52,9 +52,13 @@ class EdgeModel:
                 f"{where} is not a TFLite model (no 'TFL3' identifier; {len(content)} bytes). It may "
                 "be truncated or another file type: re-create it (notebook 03) or copy it again."
             )
+        from workbench import quiet
+
         try:
-            self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+            # LiteRT announces "Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2.
+            with quiet.native_output("LiteRT"):
+                self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+                self._interpreter.allocate_tensors()
         except Exception as err:  # noqa: BLE001 - LiteRT raises ValueError/RuntimeError
             raise EdgeModelError(
                 f"LiteRT could not load {where} ({type(err).__name__}: {str(err)[:300]}). The file is "
@@ -193,11 +197,7 @@ def write_manifest(
     if default not in names:
         raise ValueError(f"default edge model {default!r} is not among {names}")
     doc = {"default": default, "models": entries, **(extra or {})}
-    path = Path(folder) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(Path(folder) / MANIFEST, doc, indent=2)
 
 
 def read_manifest(folder: Path) -> dict:

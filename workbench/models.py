@@ -53,34 +53,59 @@ def knn_footprint(model) -> dict[str, int]:
     return {"training_set_bytes": stored, "serialized_bytes": len(dumps(model))}
 
 
+# The only types in a saved KNN pipeline (StandardScaler + KNeighborsClassifier with the
+# default Euclidean metric) that skops does not trust by default: the fitted KD-tree and
+# its distance metric. Exactly these are trusted when loading; nothing else.
+KNN_TRUSTED_TYPES = (
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.neighbors._kd_tree.KDTree",
+)
+
+
+class UntrustedModelError(ValueError):
+    """A skops file holds types that are not trusted; the message lists them."""
+
+
 def save_skops(model, path: Path) -> Path:
-    """Save a scikit-learn model with skops (a format that cannot run code when loaded)."""
-    from skops.io import dump
+    """Save a scikit-learn model with skops (a format that cannot run code when loaded).
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dump(model, path)
-    return path
+    Written atomically: a reader sees the previous file or the new one, never half.
+    """
+    from skops.io import dumps
+
+    from workbench import atomic
+
+    return atomic.write_bytes(path, dumps(model))
 
 
-def load_skops(path: Path, *, trusted: list[str] | None = None):
-    """Load a skops file, trusting only the listed types (and scikit-learn's own, by default).
+def load_skops(path: Path, *, trusted: list[str] | tuple[str, ...] = KNN_TRUSTED_TYPES):
+    """Load a skops file, trusting skops' defaults plus exactly the ``trusted`` types.
+
+    By default those are the two the project's KNN model needs (:data:`KNN_TRUSTED_TYPES`).
+    Anything else skops flags (a function reference such as a ``FunctionTransformer``'s
+    ``func``, an unknown class) is refused before anything is built.
 
     Raises:
-        ValueError: if the file holds a type that is not trusted, naming it.
+        FileNotFoundError: no file at ``path``.
+        UntrustedModelError: the file holds types that are not trusted, naming them and
+            listing everything skops reported.
     """
-    from skops.io import get_untrusted_types, load
+    from skops.io import get_untrusted_types, loads
 
-    if not Path(path).exists():
+    path = Path(path)
+    if not path.exists():
         raise FileNotFoundError(f"No model at {path}; run notebook 01 to train and save it.")
-    unknown = get_untrusted_types(file=path)
-    allowed = set(trusted or [])
-    unexpected = [t for t in unknown if t not in allowed and not t.startswith("sklearn.")]
-    if unexpected:
-        raise ValueError(
-            f"{path} contains types that are not trusted: {unexpected}. Inspect the file's origin "
-            "before passing them in `trusted=`."
+    raw = path.read_bytes()  # one read: what is checked is what is loaded
+    reported = get_untrusted_types(data=raw)
+    refused = [t for t in reported if t not in trusted]
+    if refused:
+        raise UntrustedModelError(
+            f"{path} contains types that are not trusted: {refused} (skops reports as "
+            f"untrusted: {reported}; trusted here: {list(trusted)}). Do not load it unless you "
+            "know where it came from; if you do and have inspected those types, pass them in "
+            "`trusted=`."
         )
-    return load(path, trusted=unknown)
+    return loads(raw, trusted=list(trusted))
 
 
 # -------------------------------------------------------------- CIFAR-10 CNNs (cloud)
@@ -196,28 +221,97 @@ def architecture_fingerprint(model) -> str:
 
 
 def count_macs(model) -> int:
-    """Multiply-accumulate operations for one image, counted from the layers' shapes.
+    """Multiply-accumulate operations for one input, counted from the layers' shapes.
 
-    Counts convolutions (including depthwise) and dense layers, which dominate
-    a CNN's cost; pooling, activations and batch norm (folded into the
-    convolution at export) are not counted.
+    Counted, for every call of every layer in the model's graph (nested models included,
+    once per call):
+
+    - ``Conv1D/2D/3D``: output positions x kernel size x input channels / groups x filters;
+    - ``Conv*DTranspose``: input positions x kernel size x input channels x filters (each
+      input value is scattered through the whole kernel);
+    - ``DepthwiseConv*``: output positions x kernel size x input channels x depth multiplier;
+    - ``SeparableConv*``: its depthwise part plus its pointwise (1x1) part;
+    - ``Dense`` on any rank: positions of the leading axes x inputs x units.
+
+    Not counted: batch norm (folded into the preceding convolution at export), pooling,
+    activations, element-wise adds and multiplies (no accumulation), recurrent and
+    attention layers.
+
+    Raises:
+        ValueError: the model was never built (its layers have no shapes yet).
     """
     import tf_keras as keras
 
     total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            _, h, w, c = layer.output_shape
-            kh, kw = layer.kernel_size
-            total += h * w * c * kh * kw
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, c_out = layer.output_shape
-            kh, kw = layer.kernel_size
-            c_in = layer.input_shape[-1]
-            total += h * w * c_out * kh * kw * c_in // layer.groups
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+    for layer, in_shapes, out_shapes in _layer_calls(model):
+        if isinstance(layer, keras.Model):
+            total += count_macs(layer)
+            continue
+        total += layer_macs(layer, _dims(in_shapes), _dims(out_shapes))
     return int(total)
+
+
+def _layer_calls(model):
+    """(layer, input shapes, output shapes) for every call of every layer of ``model``."""
+    if getattr(model, "_is_graph_network", False):
+        for nodes in model._nodes_by_depth.values():
+            for node in nodes:
+                if not node.is_input:
+                    yield node.layer, node.input_shapes, node.output_shapes
+        return
+    for layer in model.layers:
+        try:
+            yield layer, layer.input_shape, layer.output_shape
+        except (AttributeError, RuntimeError) as err:
+            raise ValueError(
+                f"count_macs: layer {layer.name!r} of {model.name!r} has no shape yet; build "
+                "the model (keras.Input or model.build) before counting its MACs."
+            ) from err
+
+
+def _dims(shapes) -> list:
+    """The first tensor's shape as a list (for a layer with several inputs, the first)."""
+    if isinstance(shapes, list | tuple) and shapes and isinstance(shapes[0], list | tuple):
+        shapes = shapes[0]
+    return list(shapes)
+
+
+def layer_macs(layer, in_shape: list, out_shape: list) -> int:
+    """MACs of one call of ``layer`` from its input and output shapes (batch axis first).
+
+    The channel counts are read from the shapes, not from the layer's settings, so a
+    caller may ask what a narrower version of the layer would cost (see
+    :func:`workbench.slim.plan_macs`). Layers that do no multiply-accumulates give 0.
+    """
+    from tf_keras import layers as kl
+
+    convolutions = (kl.Conv1D, kl.Conv2D, kl.Conv3D, kl.SeparableConv1D, kl.SeparableConv2D)
+    depthwise = (kl.DepthwiseConv1D, kl.DepthwiseConv2D)
+    if not isinstance(layer, (kl.Dense, *convolutions, *depthwise)):
+        return 0
+    if None in in_shape[1:] + out_shape[1:]:
+        raise ValueError(
+            f"count_macs: layer {layer.name!r} has a variable size (input {tuple(in_shape)}); "
+            "give the model a fixed input shape to count its MACs."
+        )
+    if isinstance(layer, kl.Dense):
+        return int(np.prod(in_shape[1:])) * out_shape[-1]
+    axis = 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else -1
+    c_in, c_out = in_shape[axis], out_shape[axis]
+
+    def positions(shape: list) -> int:
+        channel = axis % len(shape)
+        return int(np.prod([d for i, d in enumerate(shape) if i not in (0, channel)]))
+
+    kernel = int(np.prod(layer.kernel_size))
+    if isinstance(layer, kl.SeparableConv1D | kl.SeparableConv2D):
+        mid = c_in * layer.depth_multiplier
+        return positions(out_shape) * (kernel * mid + mid * c_out)
+    if isinstance(layer, depthwise):
+        return positions(out_shape) * kernel * c_in * layer.depth_multiplier
+    if isinstance(layer, kl.Conv1DTranspose | kl.Conv2DTranspose | kl.Conv3DTranspose):
+        return positions(in_shape) * kernel * c_in * c_out // layer.groups
+    return positions(out_shape) * kernel * (c_in // layer.groups) * c_out
 
 
 def summary_text(model) -> str:

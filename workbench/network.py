@@ -6,21 +6,32 @@ The latency model for one request to the cloud::
 
 where *server time* is measured (loopback end-to-end, or the server's own
 compute time) and the link terms come from a :class:`LinkProfile`.
-:func:`emulated_link` builds a real link on this machine to check the model:
-the server runs in its own network namespace behind a veth pair shaped with
-``tc netem`` (delay and rate), so real TCP traffic crosses a real slow link.
+Bytes are what crosses the link: :func:`wire_bytes` adds TCP/IP framing to a payload, and
+a new connection adds a handshake and slow start (:func:`tcp_slow_start_ms`).
+
+Two checks on real links built on this machine (:mod:`workbench.emulation`): the server
+runs in its own network namespace behind a veth pair, so real TCP traffic crosses a real
+slow link. :func:`validate_model` shapes it with ``tc netem`` (delay and rate) where the
+kernel has netem; :func:`validate_bandwidth` checks the bandwidth term on a link
+rate-limited with ``tc tbf``, which more kernels have.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+# The real links (namespaces, veth pairs, netem and TBF shaping) live in workbench.emulation;
+# these names are part of this module's API too.
+from workbench.emulation import EmulatedLink as EmulatedLink
+from workbench.emulation import LinkEmulationError as LinkEmulationError
+from workbench.emulation import emulated_link as emulated_link
+from workbench.emulation import netem_available as netem_available
+from workbench.emulation import shaping_available as shaping_available
+from workbench.emulation import teardown as teardown
 
 
 @dataclass(frozen=True)
@@ -182,129 +193,62 @@ def latency_grid(
     )
 
 
-# ===================================================================== real emulated links
+# ===================================================================== bytes on the wire
 
-NETNS = "wb-cloud"
-HOST_IF, NS_IF = "wb-edge0", "wb-cloud0"
-# Link-local addresses: they exist only on this veth pair, inside this machine.
-HOST_IP, NS_IP = "169.254.213.1", "169.254.213.2"
-
-
-def netem_available() -> tuple[bool, str]:
-    """Whether this machine can emulate links with ``ip netns`` + ``tc netem``, and why not."""
-    if os.name != "posix" or not hasattr(os, "geteuid"):
-        return False, "network namespaces need Linux"
-    if os.geteuid() != 0:
-        return False, "creating network namespaces and qdiscs needs root"
-    for tool in ("ip", "tc"):
-        if shutil.which(tool) is None:
-            return False, f"the '{tool}' command (iproute2) is not installed"
-    probe = f"wb-probe-{os.getpid()}"
-    try:
-        _run(["ip", "netns", "add", probe])
-    except subprocess.CalledProcessError as err:
-        return False, f"cannot create a network namespace: {err.stderr.strip()}"
-    try:
-        _run(["ip", "netns", "exec", probe, "ip", "link", "set", "lo", "up"])
-        _run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                probe,
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                "lo",
-                "root",
-                "netem",
-                "delay",
-                "1ms",
-            ]
-        )
-    except subprocess.CalledProcessError as err:
-        return False, f"tc netem is not available in this kernel ({err.stderr.strip() or err})"
-    finally:
-        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return True, "ip netns and tc netem work"
+TCP_MSS = 1448  # payload bytes per segment: 1500-byte MTU - IPv4 20 - TCP 20 - timestamps 12
+FRAME_OVERHEAD = 66  # header bytes per segment: Ethernet 14 + IPv4 20 + TCP 20 + timestamps 12
+SYN_FRAME = 74  # a SYN or SYN-ACK: Ethernet 14 + IPv4 20 + TCP 20 + options 20
+INITIAL_WINDOW = 10  # segments a new connection may send before its first ACK (RFC 6928)
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True)
+def wire_bytes(*writes: float, mss: int = TCP_MSS, overhead: int = FRAME_OVERHEAD) -> float:
+    """Bytes on the link for what an application writes to a TCP socket, headers included.
 
+    Each write (with Nagle's algorithm off, as HTTP clients and servers set it) leaves as
+    its own segments of at most ``mss`` bytes, each with ``overhead`` bytes of headers.
+    Feed these, not the payload, to :func:`transfer_ms` when headers matter: about 5% on
+    large messages, more on small ones (an HTTP answer written as a 38-byte header block
+    and a 4-byte body travels as 174 bytes). The defaults are TCP/IPv4 over Ethernet;
+    other links (PPPoE, cellular) frame a little differently.
 
-@contextlib.contextmanager
-def emulated_link(link: LinkProfile, *, jitter: bool = False) -> Iterator[str]:
-    """A namespace ``wb-cloud`` reachable from here over a veth pair shaped like ``link``.
-
-    Delay is split in half per direction (so the RTT is ``link.rtt_ms``); the host side's
-    egress is limited to the uplink, the namespace side's to the downlink. Yields the
-    namespace's address; start the server there with ``serve.serving(netns=NETNS, host=...)``.
-    Everything is removed on exit, even after an error.
+    Example:
+        >>> wire_bytes(1000)  # one write, one segment
+        1066
+        >>> wire_bytes(113, 1000)  # http.client: the header block, then the body
+        1245
     """
-    ok, why = netem_available()
-    if not ok:
-        raise RuntimeError(f"Cannot emulate a link here: {why}.")
-    teardown()
-    try:
-        _run(["ip", "netns", "add", NETNS])
-        _run(["ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF])
-        _run(["ip", "link", "set", NS_IF, "netns", NETNS])
-        _run(["ip", "addr", "add", f"{HOST_IP}/30", "dev", HOST_IF])
-        _run(["ip", "link", "set", HOST_IF, "up"])
-        ns = ["ip", "netns", "exec", NETNS]
-        _run([*ns, "ip", "addr", "add", f"{NS_IP}/30", "dev", NS_IF])
-        _run([*ns, "ip", "link", "set", NS_IF, "up"])
-        _run([*ns, "ip", "link", "set", "lo", "up"])
-        half = f"{link.rtt_ms / 2:.3f}ms"
-        spread = (
-            [f"{link.jitter_ms / 2:.3f}ms", "distribution", "normal"]
-            if jitter and link.jitter_ms
-            else []
-        )
-        _run(
-            [
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                HOST_IF,
-                "root",
-                "netem",
-                "delay",
-                half,
-                *spread,
-                "rate",
-                f"{link.uplink_mbps}mbit",
-            ]
-        )
-        _run(
-            [
-                *ns,
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                NS_IF,
-                "root",
-                "netem",
-                "delay",
-                half,
-                *spread,
-                "rate",
-                f"{link.downlink_mbps}mbit",
-            ]
-        )
-        yield NS_IP
-    finally:
-        teardown()
+    return sum(w + math.ceil(w / mss) * overhead for w in writes)
 
 
-def teardown() -> None:
-    """Remove the emulated link if a previous run left it behind."""
-    subprocess.run(["ip", "link", "del", HOST_IF], capture_output=True)
-    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+def tcp_slow_start_ms(
+    n_bytes: float,
+    rtt_ms: float,
+    mbps: float,
+    *,
+    mss: int = TCP_MSS,
+    initial_window: int = INITIAL_WINDOW,
+) -> float:
+    """Time a new TCP connection's slow start adds to sending ``n_bytes``, in milliseconds.
+
+    The sender starts with ``initial_window`` segments and doubles its window every round
+    trip; whenever a window goes out faster than the first acknowledgement can come back
+    (``window * mss * 8 / rate < rtt + mss * 8 / rate``), it stalls for the difference.
+    The sum of those stalls is the classic slow-start latency model (Kurose & Ross,
+    "Computer Networking", TCP latency modelling). It is zero when the initial window
+    already fills the link's bandwidth-delay product, and several round trips on a long
+    fat link (1 MB over a 50 ms, 50 Mbit/s link: about 140 ms).
+    """
+    segment_ms = transfer_ms(mss, mbps)
+    segments = math.ceil(n_bytes / mss)
+    window, sent, stall = initial_window, 0, 0.0
+    while sent + window < segments:
+        sent += window
+        stall += max(0.0, rtt_ms + segment_ms - window * segment_ms)
+        window *= 2
+    return stall
+
+
+# ===================================================================== checks on real links
 
 
 def validate_model(
@@ -318,29 +262,196 @@ def validate_model(
     requests: int = 20,
     warmup: int = 3,
 ) -> dict:
-    """Measure real round trips over an emulated ``link`` and compare with the latency model.
+    """Measure real round trips over a netem-emulated ``link`` and compare with the model.
 
     Returns:
         measured p50, predicted, and the relative error ``|predicted - measured| / measured``.
     """
-    from workbench import bench, serve
+    from workbench import serving
 
-    with emulated_link(link) as ip, serve.serving(model_base, host=ip, netns=NETNS) as server:
-        with serve.ServingClient(server.url, model_name, timeout_s=60) as client:
-            for _ in range(warmup):
-                client.predict_body(body)
-            samples = [client.predict_body(body).elapsed_ms for _ in range(requests)]
+    with (
+        emulated_link(link) as net,
+        serving.serving(model_base, host=net.ns_ip, netns=net.netns) as server,
+    ):
+        with serving.ServingClient(server.url, model_name, timeout_s=60) as client:
+            samples = _timed(lambda: client.predict_body(body).elapsed_ms, warmup, requests)
+    return _model_check(link, samples, loopback_p50_ms, len(body), response_bytes)
+
+
+def _timed(request, warmup: int, requests: int) -> list[float]:
+    for _ in range(warmup):
+        request()
+    return [request() for _ in range(requests)]
+
+
+def _model_check(
+    link: LinkProfile,
+    samples: list[float],
+    loopback_p50_ms: float,
+    body_bytes: int,
+    response_bytes: int,
+) -> dict:
+    from workbench import bench
+
     measured = bench.summarize_ms(samples)
-    # Wire bytes: the body plus the HTTP headers either way (~200 bytes each, counted roughly).
-    predicted = cloud_latency_ms(loopback_p50_ms, link, len(body) + 200, response_bytes + 200)
+    # HTTP headers add ~200 bytes each way (counted roughly), TCP/IP framing the rest.
+    predicted = cloud_latency_ms(
+        loopback_p50_ms, link, wire_bytes(body_bytes + 200), wire_bytes(response_bytes + 200)
+    )
     return {
         "link": link.name,
         "measured_p50_ms": measured.p50_ms,
         "measured_p95_ms": measured.p95_ms,
         "predicted_ms": predicted,
         "error": abs(predicted - measured.p50_ms) / measured.p50_ms,
-        "requests": requests,
+        "requests": len(samples),
     }
+
+
+# The columns of validate_bandwidth's rows worth a first look, in order.
+BANDWIDTH_COLUMNS = [
+    "rate_mbps",
+    "connection",
+    "size_bytes",
+    "measured_ms",
+    "model_ms",
+    "error",
+    "verdict",
+    "base_ms",
+    "transfer_ms",
+    "payload_error",
+    "measured_p50_ms",
+]
+
+
+def validate_bandwidth(
+    sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000),
+    rates_mbps: Sequence[float] = (1, 10, 50),
+    *,
+    connections: Sequence[str] = ("keep-alive", "new"),
+    direction: str = "up",
+    repeats: int = 3,
+    max_transfer_s: float = 1.0,
+    drain: bool = True,
+) -> list[dict]:
+    """Check the model's bandwidth term, ``bytes * 8 / rate``, on a real rate-limited link.
+
+    Builds a veth link to a fresh network namespace, rate-limited with ``tc tbf``
+    (:func:`workbench.emulation.shaped_link`), runs a small HTTP server there and times
+    real HTTP requests of each size at each rate, over a kept-alive connection and over a
+    new connection per request (:func:`workbench.linkbench.measure_transfers`). Each
+    request is timed again over an unshaped link to the same server: its base time, the
+    RTT and server time of the model with no delay added. :func:`bandwidth_check` then
+    compares every cell with the model and gives a verdict (:func:`bandwidth_verdict`).
+    About 25 s with the defaults; cells whose body alone needs more than
+    ``max_transfer_s`` are skipped (1 MB at 1 Mbit/s takes 8 s).
+
+    Example:
+        >>> pd.DataFrame(network.validate_bandwidth())[network.BANDWIDTH_COLUMNS]  # doctest: +SKIP
+
+    Args:
+        sizes: request (``direction="up"``) or response (``"down"``) body sizes, bytes.
+        rates_mbps: link rates, the same both ways.
+        connections: ``"keep-alive"`` and/or ``"new"``.
+        direction: ``"up"`` (``POST`` the body) or ``"down"`` (``GET`` it).
+        repeats: timed requests per cell (short cells get more); the fastest counts, as
+            the one the machine's other work disturbed least.
+        max_transfer_s: skip cells slower than this.
+        drain: make the token bucket behave like a link that serialises every frame
+            (:mod:`workbench.emulation`); ``False`` shows the bare token bucket, which
+            lets a message smaller than its bucket through at once.
+
+    Returns:
+        one row per cell, from :func:`bandwidth_check`.
+
+    Raises:
+        LinkEmulationError: not root, no iproute2, or no TBF in the kernel
+            (:func:`shaping_available` says which, without raising).
+    """
+    from workbench import linkbench
+
+    measured = linkbench.measure_transfers(
+        sizes,
+        rates_mbps,
+        connections=connections,
+        direction=direction,
+        repeats=repeats,
+        max_transfer_s=max_transfer_s,
+        drain=drain,
+    )
+    return [bandwidth_check(row) for row in measured]
+
+
+def bandwidth_check(row: dict) -> dict:
+    """Compare one measured cell of :func:`validate_bandwidth` with the latency model.
+
+    The model is :func:`cloud_latency_ms` on a link of the cell's rate whose RTT is the
+    bare link's measured RTT, with the server time taken from the base time (the same
+    request over the unshaped link, minus that RTT). Its bytes are the frames each side's
+    writes need (:func:`wire_bytes`); a new connection adds its handshake frames (SYN and
+    ACK up, SYN-ACK down) and the stalls of slow start (:func:`tcp_slow_start_ms`); the
+    handshake's round trip and the server's set-up of the connection are in the base
+    time of a new connection.
+
+    Returns:
+        ``measured_ms`` (fastest of the cell's requests) against ``model_ms``, ``error``
+        (measured / model - 1), the model's bandwidth term ``transfer_ms``,
+        ``slow_start_ms``, the ``base_ms`` it started from, and ``payload_model_ms`` /
+        ``payload_error``: the model fed only the HTTP bytes, without TCP/IP framing.
+        The cell's other measurements follow.
+    """
+    rate, new = row["rate_mbps"], row["connection"] == "new"
+    rtt = row["rtt_ms"]
+    link = LinkProfile("tbf", f"TBF {rate:g} Mbit/s", rtt, rate, rate, 0.0, "this machine")
+    server_ms = row["base_ms"] - rtt
+    up, down = wire_bytes(*row["request_writes"]), wire_bytes(*row["response_writes"])
+    if new:
+        up, down = up + SYN_FRAME + FRAME_OVERHEAD, down + SYN_FRAME
+    data = sum(row["request_writes"] if row["direction"] == "up" else row["response_writes"])
+    slow_ms = tcp_slow_start_ms(data, rtt, rate) if new else 0.0
+    model = cloud_latency_ms(server_ms, link, up, down) + slow_ms
+    http_up, http_down = sum(row["request_writes"]), sum(row["response_writes"])
+    payload = cloud_latency_ms(server_ms, link, http_up, http_down)
+    measured = row["measured_ms"]
+    first = {
+        "rate_mbps": rate,
+        "connection": row["connection"],
+        "size_bytes": row["size_bytes"],
+        "measured_ms": measured,
+        "model_ms": model,
+        "error": measured / model - 1,
+        "base_ms": row["base_ms"],
+        "transfer_ms": transfer_ms(up, rate) + transfer_ms(down, rate),
+        "slow_start_ms": slow_ms,
+        "payload_model_ms": payload,
+        "payload_error": measured / payload - 1,
+        "verdict": bandwidth_verdict(measured, model, row["base_ms"]),
+        "frame_bytes": up + down,
+        "http_bytes": http_up + http_down,
+    }
+    return {**first, **{k: v for k, v in row.items() if k not in first}}
+
+
+def bandwidth_verdict(
+    measured_ms: float, model_ms: float, base_ms: float, *, tolerance: float = 0.15
+) -> str:
+    """How a measured time compares with the model's.
+
+    Returns:
+        ``"within"``: within ``tolerance`` of the model.
+        ``"overlap"``: faster than that, but by no more than the base time. The model adds
+        the server's time to the transfer; a real server starts on a request (reads its
+        headers, sets up a new connection) while the body is still arriving, so up to its
+        whole time can hide behind the transfer. Only possible where the transfer is
+        short next to the server's time (under ~6x the base time, for 15%).
+        ``"outside"``: slower than the model by more than ``tolerance``, or faster by more
+        than the base time: something the model does not describe.
+    """
+    if abs(measured_ms / model_ms - 1) <= tolerance:
+        return "within"
+    if model_ms - base_ms <= measured_ms < model_ms:
+        return "overlap"
+    return "outside"
 
 
 def compare_links(

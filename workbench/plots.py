@@ -24,29 +24,30 @@ def cv_curve(scores: dict[int, float], chosen: int, *, title: str = "Cross-valid
 def confusion(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], *, title: str = ""
 ):
-    """A labelled confusion matrix with counts in each cell."""
-    from sklearn.metrics import confusion_matrix
+    """A labelled confusion matrix with counts in each cell (scikit-learn's display).
+
+    Rows are the true classes, columns the predicted ones, both in the order of
+    ``class_names`` (labels ``0 .. n-1``); classes absent from both arrays still get
+    their row and column.
+    """
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     n = len(class_names)
-    cm = confusion_matrix(y_true, y_pred, labels=list(range(n)))
     size = 3 + 0.45 * n
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    im = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(n), class_names)
+    ConfusionMatrixDisplay.from_predictions(
+        y_true,
+        y_pred,
+        labels=list(range(n)),
+        display_labels=list(class_names),
+        cmap="Blues",
+        values_format="d",
+        xticks_rotation=45,
+        text_kw={"fontsize": 8},
+        ax=ax,
+    )
+    plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set(xlabel="predicted", ylabel="true", title=title or "Confusion matrix")
-    for i in range(n):
-        for j in range(n):
-            ax.text(
-                j,
-                i,
-                cm[i, j],
-                ha="center",
-                va="center",
-                color="white" if cm[i, j] > cm.max() / 2 else "black",
-                fontsize=8,
-            )
-    fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
 
@@ -61,23 +62,34 @@ def decision_regions(
     title: str = "",
     ax=None,
 ):
-    """Decision regions of a classifier fitted on two features, with the samples on top."""
+    """Decision regions of a classifier fitted on two features, with the samples on top.
+
+    The regions are scikit-learn's ``DecisionBoundaryDisplay`` of ``model.predict`` over
+    the data's range plus a margin of 0.5; each class's samples share its region's colour.
+    """
+    from sklearn.inspection import DecisionBoundaryDisplay
+
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
     else:
         fig = ax.figure
-    pad = 0.5
-    xx, yy = np.meshgrid(
-        np.linspace(x2[:, 0].min() - pad, x2[:, 0].max() + pad, 250),
-        np.linspace(x2[:, 1].min() - pad, x2[:, 1].max() + pad, 250),
+    display = DecisionBoundaryDisplay.from_estimator(
+        model,
+        x2,
+        grid_resolution=250,
+        eps=0.5,
+        response_method="predict",
+        plot_method="contourf",
+        alpha=0.3,
+        xlabel=feature_names[0],
+        ylabel=feature_names[1],
+        ax=ax,
     )
-    zz = model.predict(np.c_[xx.ravel(), yy.ravel()]).reshape(xx.shape)
-    ax.contourf(
-        xx, yy, zz, alpha=0.25, cmap="viridis", levels=np.arange(len(class_names) + 1) - 0.5
-    )
+    colors = getattr(display, "multiclass_colors_", None)  # set for three or more classes
     for c, name in enumerate(class_names):
-        ax.scatter(*x2[y == c].T, s=18, label=name, edgecolor="k", linewidth=0.3)
-    ax.set(xlabel=feature_names[0], ylabel=feature_names[1], title=title)
+        color = colors[c] if colors is not None else f"C{c}"
+        ax.scatter(*x2[y == c].T, s=18, color=color, label=name, edgecolor="k", linewidth=0.3)
+    ax.set(title=title)
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
@@ -251,3 +263,66 @@ def best_split_steps(
     ax.legend()
     ax.grid(alpha=0.3)
     return ax.figure
+
+
+def split_profile(rows: list[dict], *, title: str = "Where the time goes, by cut"):
+    """Edge-prefix and cloud-suffix time per cut (top) and the int8 activation sent (bottom).
+
+    Args:
+        rows: :func:`workbench.collab.profile_splits` rows.
+    """
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8, 0.45 * len(rows) + 3), 6), sharex=True)
+    pos = np.arange(len(rows))
+    ax1.bar(pos - 0.2, [r["edge_ms"] for r in rows], width=0.4, label="edge prefix (TFLite)")
+    ax1.bar(pos + 0.2, [r["cloud_ms"] for r in rows], width=0.4, label="cloud suffix (TensorFlow)")
+    ax1.set(ylabel="time [ms]", title=title)
+    ax1.legend()
+    ax1.grid(axis="y", alpha=0.3)
+    ax2.bar(pos, [r["int8_bytes"] / 1024 for r in rows], color="tab:purple")
+    ax2.set(ylabel="activation [KiB, int8]", xlabel="cut after layer")
+    ax2.set_xticks(pos, [r["after"] for r in rows], rotation=75, fontsize=7)
+    ax2.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def cascade(
+    sweeps: dict[str, list[dict]],
+    choices: dict[str, dict],
+    *,
+    cloud_accuracy: float,
+    title: str = "Cascade: accuracy against cloud calls (stars: chosen thresholds)",
+):
+    """Accuracy against the share of requests sent to the cloud, one curve per edge model.
+
+    Args:
+        sweeps: ``{edge model: cascade_sweep rows}`` (:func:`workbench.collab.cascade_sweep`).
+        choices: ``{edge model: chosen row}`` (:func:`workbench.collab.pick_threshold`).
+    """
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, (name, rows) in enumerate(sweeps.items()):
+        ax.plot(
+            [r["cloud_fraction"] for r in rows],
+            [100 * r["accuracy"] for r in rows],
+            marker="o",
+            ms=3,
+            color=f"C{i}",
+            label=name,
+        )
+        if name in choices:
+            c = choices[name]
+            ax.scatter(
+                [c["cloud_fraction"]],
+                [100 * c["accuracy"]],
+                s=140,
+                marker="*",
+                color=f"C{i}",
+                edgecolor="k",
+                zorder=5,
+            )
+    ax.axhline(100 * cloud_accuracy, color="tab:red", ls="--", label="cloud only")
+    ax.set(xlabel="share of requests sent to the cloud", ylabel="accuracy [%]", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -2,22 +2,36 @@
 
 Profiles: ``full`` runs each notebook with the defaults in its ``parameters``
 cell; ``smoke`` injects the values in ``notebooks/params/smoke.yaml`` (one
-section per notebook) so the whole flow runs in minutes.
+section per notebook) so the whole flow runs in minutes. A profile may only set
+parameters a notebook declares (read with ``papermill.inspect_notebook``).
+
+Before any notebook starts, :func:`run_all` checks that the data the notebooks read
+is there (:func:`check_data`), so a missing dataset is one message saying what to do.
+Memory is measured and capped by :mod:`workbench.memory`.
 """
 
 from __future__ import annotations
 
+import ast
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from workbench import paths
+from workbench import atomic, paths
+from workbench.memory import MemoryLimit, MemorySampler
+
+# Notebook parameters naming a dataset; None means CIFAR-10 from its default places.
+DATA_PARAMETERS = ("cifar10_path", "data_path")
 
 
 class NotebookFailed(RuntimeError):
     """A notebook cell raised; the message holds the cell's source and the error."""
+
+
+class ProfileError(ValueError):
+    """A parameter profile is missing, or sets a parameter a notebook does not declare."""
 
 
 @dataclass(frozen=True)
@@ -25,203 +39,10 @@ class Execution:
     name: str
     output: Path
     seconds: float
-    peak_memory_bytes: int  # peak memory of the kernel and its children (see MemorySampler)
-    peak_private_bytes: int = 0  # of which anonymous (heap) memory: what cannot be paged out
+    peak_memory_bytes: int  # peak PSS of the kernel and its children (see memory.MemorySampler)
+    peak_private_bytes: int = 0  # peak of their private memory (USS), mostly heap
     limit_bytes: int = 0  # the cgroup memory cap it ran under (0: none)
     limit_peak_bytes: int = 0  # the most memory charged to that cgroup
-
-
-def process_memory(pid: int) -> tuple[int, int]:
-    """(proportional set size, anonymous part) of one process, in bytes.
-
-    PSS splits pages shared between processes (TensorFlow's libraries, mapped by the
-    kernel and by a model server it starts) among them, so the PSS of a group of processes
-    adds up to the memory the group really occupies, which is what a container's memory
-    limit charges; summed RSS would count a shared library once per process. The anonymous
-    part is the heap: unlike file-backed pages, it cannot be dropped under memory pressure.
-    Reads ``/proc/<pid>/smaps_rollup`` (Linux); elsewhere falls back to RSS for both.
-    """
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            fields = dict(line.split(":", 1) for line in f if line.rstrip().endswith(" kB"))
-        pss = int(fields["Pss"].split()[0]) * 1024
-        anon = int(fields.get("Pss_Anon", fields.get("Anonymous", "0 kB")).split()[0]) * 1024
-        return pss, anon
-    except (OSError, KeyError, ValueError):
-        import psutil
-
-        rss = psutil.Process(pid).memory_info().rss
-        return rss, rss
-
-
-class MemorySampler:
-    """Samples the memory of this process's kernel children (and their children) in a thread.
-
-    Papermill starts the kernel as a child of this process; the notebook may start more
-    processes (the model server). Their proportional set sizes (:func:`process_memory`)
-    are summed every ``interval_s`` and the peak kept, which is what counts against a
-    memory limit such as mybinder.org's 2 GB; the peak of the anonymous part is kept too.
-    """
-
-    def __init__(self, interval_s: float = 0.2) -> None:
-        import threading
-
-        import psutil
-
-        self._me = psutil.Process()
-        self._known = {c.pid for c in self._me.children(recursive=True)}
-        self.peak = 0
-        self.peak_private = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
-
-    def _sample(self) -> tuple[int, int]:
-        import psutil
-
-        total = private = 0
-        for child in self._me.children(recursive=True):
-            if child.pid in self._known:
-                continue
-            try:
-                pss, anon = process_memory(child.pid)
-            except psutil.Error:
-                continue
-            total, private = total + pss, private + anon
-        return total, private
-
-    def _run(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            total, private = self._sample()
-            self.peak = max(self.peak, total)
-            self.peak_private = max(self.peak_private, private)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-
-
-class MemoryLimit:
-    """Run this process, and the kernels it starts, in a memory cgroup capped at ``limit_bytes``.
-
-    This is how mybinder.org caps a session (a container's memory limit, 2 GB): the
-    kernel is killed if the memory charged to the group cannot be brought under the cap,
-    while clean file-backed pages (TensorFlow's libraries) are evicted instead. Running a
-    notebook under the same cap therefore tests whether it *fits*, which sampling memory
-    cannot. Linux only, as root, with the cgroup v1 ``memory`` controller or cgroup v2;
-    :meth:`unavailable` says why not otherwise. The runner itself (papermill, like the
-    Jupyter server on Binder) is in the group too.
-
-    ``drop_page_cache`` empties the page cache first, so that the libraries the kernel
-    loads are charged to the group as in a fresh container, not to whoever read them first.
-    """
-
-    V1_ROOT = Path("/sys/fs/cgroup/memory")  # cgroup v1's memory hierarchy
-    V2_ROOT = Path("/sys/fs/cgroup")
-
-    def __init__(self, limit_bytes: int, *, drop_page_cache: bool = True) -> None:
-        import os
-
-        self.limit_bytes = int(limit_bytes)
-        self.drop_page_cache = drop_page_cache
-        self._is_v1 = (self.V1_ROOT / "cgroup.procs").exists()
-        self._root = self.V1_ROOT if self._is_v1 else self.V2_ROOT
-        self._dir = self._root / f"workbench-{os.getpid()}"
-        self._home: Path | None = None
-
-    @classmethod
-    def unavailable(cls) -> str | None:
-        """None when a memory cgroup can be made here, else the reason."""
-        import os
-        import sys
-
-        if not sys.platform.startswith("linux"):
-            return "memory cgroups are Linux-only"
-        if os.geteuid() != 0:
-            return "creating a memory cgroup needs root"
-        v1, v2 = cls.V1_ROOT, cls.V2_ROOT / "cgroup.subtree_control"
-        if (v1 / "cgroup.procs").exists():
-            return None if os.access(v1, os.W_OK) else f"{v1} is read-only"
-        if v2.exists() and "memory" in v2.read_text().split():
-            return None
-        return "no writable cgroup memory controller (v1 'memory' or v2 with +memory)"
-
-    def _file(self, v1_name: str, v2_name: str) -> Path:
-        return self._dir / (v1_name if self._is_v1 else v2_name)
-
-    def __enter__(self) -> MemoryLimit:
-        import os
-
-        reason = self.unavailable()
-        if reason:
-            raise RuntimeError(f"Cannot cap memory with a cgroup: {reason}.")
-        self._dir.mkdir(exist_ok=True)
-        self._file("memory.limit_in_bytes", "memory.max").write_text(str(self.limit_bytes))
-        if self._is_v1 and (self._dir / "memory.memsw.limit_in_bytes").exists():
-            self._dir.joinpath("memory.memsw.limit_in_bytes").write_text(str(self.limit_bytes))
-        elif not self._is_v1 and (self._dir / "memory.swap.max").exists():
-            self._dir.joinpath("memory.swap.max").write_text("0")
-        self._home = self._current_group()
-        if self.drop_page_cache:
-            os.sync()
-            try:
-                Path("/proc/sys/vm/drop_caches").write_text("1")
-            except OSError as err:  # e.g. a container with a read-only /proc/sys
-                import warnings
-
-                warnings.warn(
-                    f"could not drop the page cache ({err}): libraries already cached are "
-                    "not charged to the cap, so it is looser than a fresh container's",
-                    stacklevel=2,
-                )
-        (self._dir / "cgroup.procs").write_text(str(os.getpid()))
-        return self
-
-    def _current_group(self) -> Path:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, controllers, rel = line.split(":", 2)
-            if (self._is_v1 and "memory" in controllers.split(",")) or (
-                not self._is_v1 and controllers == ""
-            ):
-                return self._root / rel.lstrip("/")
-        return self._root
-
-    def reset_peak(self) -> None:
-        """Start a new peak (cgroup v1; v2 kernels before 6.12 cannot reset ``memory.peak``)."""
-        if self._is_v1:
-            self._dir.joinpath("memory.max_usage_in_bytes").write_text("0")
-
-    def peak_bytes(self) -> int:
-        """The most memory charged to the group (libraries' pages included) since the reset."""
-        f = self._file("memory.max_usage_in_bytes", "memory.peak")
-        return int(f.read_text()) if f.exists() else 0
-
-    def oom_kills(self) -> int:
-        """How many processes of the group the kernel killed for lack of memory."""
-        f = self._file("memory.oom_control", "memory.events")
-        for line in f.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
-
-    def __exit__(self, *exc) -> None:
-        import os
-        import warnings
-
-        if self._home is not None:
-            (self._home / "cgroup.procs").write_text(str(os.getpid()))
-        try:
-            self._dir.rmdir()
-        except OSError as err:  # a process is still in it (a kernel that outlived its run)
-            warnings.warn(
-                f"could not remove the cgroup {self._dir} ({err}); rmdir it once its "
-                "processes have exited",
-                stacklevel=2,
-            )
 
 
 def notebook_names() -> list[str]:
@@ -229,17 +50,77 @@ def notebook_names() -> list[str]:
     return sorted(p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb"))
 
 
+def notebook_parameters(name: str) -> dict[str, dict]:
+    """The parameters notebook ``name`` declares in its ``parameters`` cell.
+
+    Returns:
+        {parameter: {"name", "inferred_type_name", "default" (source text), "help"}},
+        as ``papermill.inspect_notebook`` reads them.
+    """
+    import papermill as pm
+
+    return pm.inspect_notebook(paths.notebooks_dir() / f"{name}.ipynb")
+
+
 def profile_parameters(name: str, profile: str) -> dict:
-    """Parameters injected into notebook ``name`` for ``profile`` (``full`` injects none)."""
+    """Parameters injected into notebook ``name`` for ``profile`` (``full`` injects none).
+
+    Raises:
+        ProfileError: no such profile, or it sets a parameter the notebook does not
+            declare (a typo that papermill would otherwise inject as a dead variable).
+    """
     if profile == "full":
         return {}
     file = paths.notebooks_dir() / "params" / f"{profile}.yaml"
     if not file.exists():
-        raise FileNotFoundError(
+        raise ProfileError(
             f"No profile file {file}; profiles are 'full' or a YAML in notebooks/params/."
         )
     sections = yaml.safe_load(file.read_text()) or {}
-    return dict(sections.get(name) or {})
+    values = dict(sections.get(name) or {})
+    unknown = sorted(set(values) - set(notebook_parameters(name)))
+    if unknown:
+        raise ProfileError(
+            f"{file} sets {unknown} for {name}, which its parameters cell does not declare: "
+            "fix the name in the profile or add the parameter to the notebook."
+        )
+    return values
+
+
+def check_data(names: list[str], profile: str = "full") -> list[str]:
+    """Check, before any notebook runs, that the datasets ``names`` read are there.
+
+    For every notebook declaring a dataset parameter (:data:`DATA_PARAMETERS`), the
+    value it will get (the profile's, else its default) is located with
+    :func:`workbench.data.locate_cifar10`: a named path must exist; ``None`` means the
+    CIFAR-10 cache or archive, downloaded now if allowed and possible.
+
+    Returns:
+        The sources found, in words (one per distinct value).
+
+    Raises:
+        workbench.data.DatasetError: a dataset is missing; the message says what to do.
+    """
+    from workbench import data
+
+    found: dict[str | None, str] = {}
+    for name in names:
+        declared = notebook_parameters(name)
+        values = profile_parameters(name, profile)
+        for parameter in DATA_PARAMETERS:
+            if parameter not in declared:
+                continue
+            if parameter in values:
+                value = values[parameter]
+            else:
+                try:
+                    value = ast.literal_eval(declared[parameter]["default"])
+                except (ValueError, SyntaxError):  # an expression: only the notebook knows
+                    continue
+            key = None if value is None else str(value)
+            if key not in found:
+                found[key] = data.locate_cifar10(key)
+    return list(found.values())
 
 
 def kernel_name() -> str:
@@ -262,17 +143,17 @@ def execute(
     """Run one notebook top to bottom; write the executed copy to ``out_dir``.
 
     Raises:
-        NotebookFailed: naming the notebook, the failing cell's source and the error.
+        NotebookFailed: naming the notebook, the failing cell's source and the error
+            (only the error's message when the notebook stopped on a dataset problem).
     """
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     src = paths.notebooks_dir() / f"{name}.ipynb"
     out_dir = out_dir or paths.reports_dir("executed")
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"
     parameters = profile_parameters(name, profile) | (extra_parameters or {})
-    from nbclient.exceptions import DeadKernelError
-
     if memory_limit is not None:
         memory_limit.reset_peak()
         kills_before = memory_limit.oom_kills()
@@ -289,13 +170,7 @@ def execute(
                 log_output=False,
             )
     except pm.PapermillExecutionError as err:
-        cell_source = _failing_cell_source(output, err.exec_count)
-        raise NotebookFailed(
-            f"Notebook {name} failed in cell [{err.exec_count}] ({err.ename}: {err.evalue}).\n"
-            f"--- cell source ---\n{cell_source}\n--- traceback ---\n"
-            + "\n".join(err.traceback)
-            + f"\nExecuted copy: {output}"
-        ) from None
+        raise NotebookFailed(_failure_message(name, err, output)) from None
     except DeadKernelError as err:
         hint = ""
         if memory_limit is not None and memory_limit.oom_kills() > kills_before:
@@ -319,10 +194,28 @@ def execute(
     return execution
 
 
+# Errors a notebook raises for a user's set-up, with a message that says what to do:
+# the traceback would only bury it.
+_SETUP_ERRORS = ("DatasetError",)
+
+
+def _failure_message(name: str, err, output: Path) -> str:
+    """What went wrong in a cell, from papermill's error (its fields, not its str())."""
+    from papermill.exceptions import strip_color
+
+    where = f"Notebook {name} failed in cell [{err.exec_count}]"
+    if err.ename in _SETUP_ERRORS:
+        return f"{where}: {err.evalue}\nExecuted copy: {output}"
+    traceback = strip_color("\n".join(err.traceback))
+    return (
+        f"{where} ({err.ename}: {err.evalue}).\n--- cell source ---\n{err.source}\n"
+        f"--- traceback ---\n{traceback}\nExecuted copy: {output}"
+    )
+
+
 def _record_run(execution: Execution, profile: str) -> None:
     """Add the run time and peak memory to ``reports/results/runs.json`` for the index."""
     import json
-    import os
 
     path = paths.reports_dir("results") / "runs.json"
     runs = json.loads(path.read_text()) if path.exists() else {}
@@ -335,9 +228,7 @@ def _record_run(execution: Execution, profile: str) -> None:
     if execution.limit_bytes:
         runs[execution.name]["memory_cap_mib"] = round(execution.limit_bytes / 2**20, 1)
         runs[execution.name]["cgroup_peak_mib"] = round(execution.limit_peak_bytes / 2**20, 1)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(runs, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic.write_json(path, runs, indent=2, sort_keys=True)
 
 
 def recorded_run(name: str) -> Execution:
@@ -360,48 +251,39 @@ def recorded_run(name: str) -> Execution:
     )
 
 
-def _failing_cell_source(output: Path, exec_count: int | None) -> str:
-    import nbformat
-
-    try:
-        nb = nbformat.read(output, as_version=4)
-    except Exception:  # noqa: BLE001
-        return "(executed notebook unreadable)"
-    for cell in nb.cells:
-        if cell.cell_type == "code" and cell.get("execution_count") == exec_count:
-            return cell.source
-    for cell in nb.cells:  # papermill marks the failing cell with an error output
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            return cell.source
-    return "(cell not found)"
-
-
 def to_html(executed: Path, out_dir: Path | None = None) -> Path:
     """Render an executed notebook as standalone HTML."""
     from nbconvert import HTMLExporter
 
     out_dir = out_dir or paths.reports_dir("html")
     body, _ = HTMLExporter().from_filename(str(executed))
-    target = out_dir / f"{executed.stem}.html"
-    target.write_text(body, encoding="utf-8")
-    return target
+    return atomic.write_text(out_dir / f"{executed.stem}.html", body)
 
 
 def run_all(
     profile: str = "full", names: list[str] | None = None, *, memory_cap_bytes: int | None = None
 ) -> list[Execution]:
-    """Execute every notebook in order, render HTML, build the index and print a summary.
+    """Check the data, execute every notebook in order, render HTML, build the index.
 
     ``memory_cap_bytes``: run each notebook inside a memory cgroup with that cap
-    (:class:`MemoryLimit`), as on mybinder.org; a kernel killed for memory fails the run.
+    (:class:`workbench.memory.MemoryLimit`), as on mybinder.org; a kernel killed for
+    memory fails the run.
+
+    Raises:
+        workbench.data.DatasetError: a dataset is missing (before any notebook starts).
+        ProfileError: the profile does not fit the notebooks (before any starts).
+        NotebookFailed: a notebook failed.
     """
     from contextlib import nullcontext
 
     from workbench import report
 
+    names = names or notebook_names()
+    for source in check_data(names, profile):
+        print(f"data: {source}", flush=True)
     done = []
     with MemoryLimit(memory_cap_bytes) if memory_cap_bytes else nullcontext() as limit:
-        for name in names or notebook_names():
+        for name in names:
             print(f"==> {name} ({profile} profile)", flush=True)
             execution = execute(name, profile=profile, memory_limit=limit)
             to_html(execution.output)
@@ -414,7 +296,7 @@ def run_all(
             print(
                 f"    done in {execution.seconds:.0f} s, peak kernel memory "
                 f"{execution.peak_memory_bytes / 2**20:,.0f} MiB "
-                f"({execution.peak_private_bytes / 2**20:,.0f} MiB heap){capped} "
+                f"({execution.peak_private_bytes / 2**20:,.0f} MiB private){capped} "
                 f"-> {execution.output}",
                 flush=True,
             )

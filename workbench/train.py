@@ -1,4 +1,4 @@
-"""Train CNNs as a cloud job would: tf.distribute, checkpoints every epoch, resume, exports.
+"""Train CNNs as a cloud job would: tf.distribute, checkpoints every epoch, resume.
 
 - :func:`select_strategy` picks the default strategy on a CPU, ``MirroredStrategy``
   over all local GPUs, or ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG``
@@ -6,50 +6,63 @@
 - :func:`fit` checkpoints model and optimizer every epoch (``tf.train.CheckpointManager``)
   and resumes an interrupted run from its last epoch. A checkpoint of another
   architecture, or a corrupt one, raises :class:`CheckpointError` naming the file
-  and leaves it untouched.
-- :func:`export_saved_model` writes TensorFlow Serving's layout
-  ``<base>/<name>/<version>/`` atomically (temporary folder, then rename).
+  and leaves it untouched. Under multi-worker training only the chief writes to
+  ``checkpoint_dir`` (and TensorBoard's folder); the other workers write theirs into a
+  temporary folder that is removed when :func:`fit` returns, as TensorFlow's multi-worker
+  guide prescribes, and every worker resumes from the chief's checkpoint (so
+  ``checkpoint_dir`` must be storage all workers see, as on a real cluster).
+- :func:`make_dataset` and :func:`predict` feed images of any size and channel count,
+  multiplied by ``input_scale`` (the CIFAR-10 models take pixels / 255).
+
+Saving and exporting trained models lives in :mod:`workbench.export`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import workbench  # noqa: F401 - selects Keras 2 before TensorFlow loads
-from workbench import models
+from workbench import atomic, models
+from workbench.export import DEFAULT_INPUT_SCALE
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be resumed (other architecture, or corrupt). Names the file."""
 
 
-class ExportError(RuntimeError):
-    """An export could not be completed; the previous export (if any) is left in place."""
-
-
 # ---------------------------------------------------------------- strategy
+
+_MULTI_WORKER: dict[str, object] = {}  # one MultiWorkerMirroredStrategy per process
 
 
 def select_strategy():
     """The tf.distribute strategy for this machine.
 
     - ``TF_CONFIG`` set (a cluster spec): ``MultiWorkerMirroredStrategy``; start the
-      same script on every worker with its own ``TF_CONFIG`` task index.
+      same script on every worker with its own ``TF_CONFIG`` task index. It is created
+      once per process (TensorFlow allows no second one) and reused by later calls.
     - one or more local GPUs: ``MirroredStrategy`` over all of them.
     - otherwise: the default strategy (one CPU device).
     """
     import tensorflow as tf
 
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    tf_config = os.environ.get("TF_CONFIG")
+    if tf_config:
+        if tf_config not in _MULTI_WORKER:
+            _MULTI_WORKER[tf_config] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _MULTI_WORKER[tf_config]
     if tf.config.list_physical_devices("GPU"):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -61,7 +74,15 @@ def describe_strategy(strategy) -> str:
 
     gpus = tf.config.list_physical_devices("GPU")
     devices = ", ".join(d.name for d in gpus) if gpus else "CPU"
-    return f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s) on {devices}"
+    workers = ""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None and resolver.task_type:
+        n = len(resolver.cluster_spec().as_dict().get("worker", []))
+        workers = f", {n} worker(s), this one {resolver.task_type} {resolver.task_id}"
+    name = type(strategy).__name__
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "MultiWorkerMirroredStrategy"  # its class is named CollectiveAllReduceStrategy
+    return f"{name} with {strategy.num_replicas_in_sync} replica(s) on {devices}{workers}"
 
 
 # ---------------------------------------------------------------- data pipeline
@@ -75,26 +96,55 @@ def make_dataset(
     training: bool,
     augment: bool = False,
     seed: int = 0,
+    input_scale: float | None = DEFAULT_INPUT_SCALE,
 ):
-    """A tf.data pipeline of scaled images; optional augmentation (flip + pad-and-crop)."""
+    """A tf.data pipeline of float32 images times ``input_scale``; optional augmentation.
+
+    Args:
+        x: images (N, H, W, C), any size and channel count, uint8 or float.
+        y: integer labels (N,).
+        batch_size: the (global) batch size.
+        training: shuffle every epoch (seeded).
+        augment: random horizontal flips and shifts: pad each side by an eighth of the
+            image's size (4 pixels for CIFAR-10's 32), then crop back at random.
+        seed: for shuffling and augmentation.
+        input_scale: multiplies the pixels (CIFAR-10 models: 1/255); ``None``: as they are.
+    """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64)))
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"images must be (N, H, W, C), not {x.shape}")
+    h, w, c = (int(d) for d in x.shape[1:])
+    ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y).astype(np.int64)))
+    # Under multi-worker training each worker reads the same arrays and keeps its share of
+    # every batch (there are no files to shard by).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    scale = None if input_scale is None else float(input_scale)
 
-    def scale(img, label):
-        return tf.cast(img, tf.float32) / 255.0, label
+    def prepare(img, label):
+        img = tf.cast(img, tf.float32)
+        return (img if scale is None else img * scale), label
 
-    ds = ds.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        rng = tf.random.Generator.from_seed(seed)
+        # One seed pair per image from a seeded stream zipped to the (seeded) shuffled images,
+        # so a pipeline with the same seed gives the same views in the same order, however
+        # many threads map it (a shared tf.random.Generator would be drawn in thread order).
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+        ds = tf.data.Dataset.zip((ds, seeds))
+        pad_h, pad_w = max(1, round(h / 8)), max(1, round(w / 8))
 
-        def jitter(img, label):
-            seeds = rng.make_seeds(2)
-            img = tf.image.stateless_random_flip_left_right(img, seed=seeds[:, 0])
-            img = tf.image.resize_with_crop_or_pad(img, 40, 40)
-            img = tf.image.stateless_random_crop(img, (32, 32, 3), seed=seeds[:, 1])
+        def jitter(pair, seed4):
+            img, label = pair
+            seed4 = tf.reshape(seed4, (2, 2))
+            img = tf.image.stateless_random_flip_left_right(img, seed=seed4[0])
+            img = tf.image.resize_with_crop_or_pad(img, h + 2 * pad_h, w + 2 * pad_w)
+            img = tf.image.stateless_random_crop(img, (h, w, c), seed=seed4[1])
             return img, label
 
         ds = ds.map(jitter, num_parallel_calls=tf.data.AUTOTUNE)
@@ -174,16 +224,21 @@ def fit(
     seed: int = 0,
     tensorboard_dir: Path | None = None,
     progress: bool = True,
+    input_scale: float | None = DEFAULT_INPUT_SCALE,
 ) -> TrainResult:
     """Train ``architecture`` with Adam; checkpoint each epoch; resume if a checkpoint exists.
 
     Args:
         architecture: a name from :data:`workbench.models.ARCHITECTURES`.
-        x_train, y_train: uint8 images and integer labels (scaled inside the pipeline).
+        x_train, y_train: images and integer labels (scaled inside the pipeline).
         x_val, y_val: held-out data for the validation curves (inference mode).
         epochs: total epochs; a resumed run trains only the missing ones.
+        batch_size: per replica; the global batch is this times the replicas in sync.
         lr_schedule: ``constant`` or ``cosine`` (cosine decay to zero over all steps).
-        checkpoint_dir: where ``ckpt-*`` files and ``state.json`` live.
+        checkpoint_dir: where ``ckpt-*`` files and ``state.json`` live. Under multi-worker
+            training only the chief writes here; every worker resumes from it.
+        tensorboard_dir: TensorBoard logs (the chief's), or None for none.
+        input_scale: what pixels are multiplied by (see :func:`make_dataset`).
 
     Raises:
         CheckpointError: the checkpoint is of another architecture or cannot be read.
@@ -217,49 +272,56 @@ def fit(
     images = state.get("images_seen", 0)
 
     train_ds = make_dataset(
-        x_train, y_train, batch_size=global_batch, training=True, augment=augment, seed=seed
+        x_train,
+        y_train,
+        batch_size=global_batch,
+        training=True,
+        augment=augment,
+        seed=seed,
+        input_scale=input_scale,
     )
-    val_ds = make_dataset(x_val, y_val, batch_size=max(global_batch, 256), training=False)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    manager = tf.train.CheckpointManager(ckpt, str(checkpoint_dir), max_to_keep=2)
+    val_ds = make_dataset(
+        x_val, y_val, batch_size=max(global_batch, 256), training=False, input_scale=input_scale
+    )
+    with _write_dirs(strategy, checkpoint_dir, tensorboard_dir) as (write_dir, log_dir):
+        ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        manager = tf.train.CheckpointManager(ckpt, str(write_dir), max_to_keep=2)
 
-    class SaveEachEpoch(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
+        class SaveEachEpoch(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
-            nonlocal seconds, images
-            seconds += time.perf_counter() - self.t0
-            images += len(x_train)
-            for k, v in (logs or {}).items():
-                history.setdefault(k, []).append(float(v))
-            manager.save(checkpoint_number=epoch + 1)
-            _write_state(
-                checkpoint_dir,
-                architecture=architecture,
-                fingerprint=models.architecture_fingerprint(model),
-                epoch=epoch + 1,
-                history=history,
-                train_seconds=seconds,
-                images_seen=images,
+            def on_epoch_end(self, epoch, logs=None):
+                nonlocal seconds, images
+                seconds += time.perf_counter() - self.t0
+                images += len(x_train)
+                for k, v in (logs or {}).items():
+                    history.setdefault(k, []).append(float(v))
+                manager.save(checkpoint_number=epoch + 1)  # every worker: it may need them all
+                _write_state(
+                    write_dir,
+                    architecture=architecture,
+                    fingerprint=models.architecture_fingerprint(model),
+                    epoch=epoch + 1,
+                    history=history,
+                    train_seconds=seconds,
+                    images_seen=images,
+                )
+
+        callbacks = [SaveEachEpoch()]
+        if progress:
+            callbacks.append(progress_callback(epochs))
+        if log_dir is not None:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=0))
+        if start_epoch < epochs:
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=epochs,
+                initial_epoch=start_epoch,
+                callbacks=callbacks,
+                verbose=0,
             )
-
-    callbacks = [SaveEachEpoch()]
-    if progress:
-        callbacks.append(progress_callback(epochs))
-    if tensorboard_dir is not None:
-        callbacks.append(
-            keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), histogram_freq=0)
-        )
-    if start_epoch < epochs:
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs,
-            initial_epoch=start_epoch,
-            callbacks=callbacks,
-            verbose=0,
-        )
     return TrainResult(
         model=model,
         history=history,
@@ -272,24 +334,42 @@ def fit(
     )
 
 
+@contextlib.contextmanager
+def _write_dirs(
+    strategy, checkpoint_dir: Path, tensorboard_dir: Path | None
+) -> Iterator[tuple[Path, Path | None]]:
+    """Where this worker writes checkpoints and logs: the real folders on the chief, else
+    a temporary folder, removed afterwards (TensorFlow's multi-worker saving recipe)."""
+    if strategy.extended.should_checkpoint:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        yield checkpoint_dir, tensorboard_dir
+        return
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task = f"{resolver.task_type}{resolver.task_id}" if resolver is not None else "worker"
+    scratch = Path(tempfile.mkdtemp(prefix=f"workbench-{task}-"))
+    try:
+        (scratch / "checkpoints").mkdir()
+        yield scratch / "checkpoints", (scratch / "tensorboard" if tensorboard_dir else None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _write_state(directory: Path, **state) -> None:
-    tmp = directory / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, directory / "state.json")
+    atomic.write_json(directory / "state.json", state, indent=1)
 
 
 def _restore(model, directory: Path, architecture: str) -> dict:
     """Restore the latest checkpoint in ``directory`` into ``model``; return its state."""
     import tensorflow as tf
 
-    directory.mkdir(parents=True, exist_ok=True)
     state_file = directory / "state.json"
-    latest = tf.train.latest_checkpoint(str(directory))
+    latest = tf.train.latest_checkpoint(str(directory)) if directory.is_dir() else None
     if latest is None and not state_file.exists():
         return {}
     if latest is None or not state_file.exists():
+        missing = "no ckpt files" if latest is None else "no state.json"
         raise CheckpointError(
-            f"The checkpoint in {directory} is incomplete ({'no ckpt files' if latest is None else 'no state.json'}). "
+            f"The checkpoint in {directory} is incomplete ({missing}). "
             "Delete that folder to start training afresh."
         )
     try:
@@ -324,9 +404,22 @@ def _restore(model, directory: Path, architecture: str) -> dict:
 # ---------------------------------------------------------------- evaluation
 
 
-def predict(model, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities in inference mode (dropout off, batch-norm moving statistics)."""
-    return model.predict(models.scale_images(x), batch_size=batch_size, verbose=0)
+def predict(
+    model,
+    x: np.ndarray,
+    *,
+    batch_size: int = 256,
+    input_scale: float | None = DEFAULT_INPUT_SCALE,
+) -> np.ndarray:
+    """Class probabilities in inference mode (dropout off, batch-norm moving statistics).
+
+    ``x`` holds images in the data's own units; they are multiplied by ``input_scale``
+    (``None``: passed as they are) in float32.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if input_scale is not None:
+        x = x * np.float32(input_scale)
+    return model.predict(x, batch_size=batch_size, verbose=0)
 
 
 def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
@@ -334,122 +427,27 @@ def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(probabilities, axis=1) == y))
 
 
-# ---------------------------------------------------------------- exports
+# ---------------------------------------------------------------- moved to workbench.export
+
+_MOVED_TO_EXPORT = (
+    "ExportError",
+    "export_saved_model",
+    "load_keras",
+    "save_keras",
+    "serving_module",
+    "write_metadata",
+)
 
 
-def serving_module(model):
-    """A tf.Module with TensorFlow Serving signatures around ``model``.
+def __getattr__(name: str):
+    """Forward the saving functions that moved to :mod:`workbench.export` (transitional)."""
+    if name in _MOVED_TO_EXPORT:
+        from workbench import export
 
-    - ``serving_default``: ``images`` float32 [batch, 32, 32, 3] in pixel units 0-255
-      (the scaling to [0, 1] happens inside) -> ``probabilities`` [batch, 10].
-    - ``predict_png``: ``image_bytes`` string [batch] of PNG files -> ``probabilities``.
-      Clients send ``{"b64": ...}`` values, TensorFlow Serving's encoding for binary data.
-    """
-    import tensorflow as tf
-
-    class Serving(tf.Module):
-        def __init__(self, keras_model):
-            super().__init__()
-            self.model = keras_model
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="images")])
-        def serve(self, images):
-            return {"probabilities": self.model(images / 255.0, training=False)}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-        def serve_png(self, image_bytes):
-            def decode(b):
-                img = tf.io.decode_png(b, channels=3)
-                return tf.cast(tf.ensure_shape(img, [32, 32, 3]), tf.float32)
-
-            images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32)
-            return self.serve(images)
-
-    return Serving(model)
-
-
-def atomic_write_dir(target: Path, write) -> Path:
-    """Call ``write(tmp_dir)`` then move ``tmp_dir`` to ``target``, replacing any old copy.
-
-    The old copy stays in place until the new one is complete, so a failure (a full
-    disk, an interrupt) never leaves a half-written folder at ``target``.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        write(tmp)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not target.exists():
-            os.replace(old, target)
-        if isinstance(err, Exception):
-            raise ExportError(
-                f"Export to {target} failed ({type(err).__name__}: {err}); "
-                "the previous export, if any, is unchanged."
-            ) from err
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
-def export_saved_model(model, *, base: Path, name: str, version: int = 1) -> Path:
-    """Export ``model`` to ``<base>/<name>/<version>/`` for TensorFlow Serving (atomic)."""
-    import tensorflow as tf
-
-    module = serving_module(model)
-
-    def write(tmp: Path) -> None:
-        tf.saved_model.save(
-            module,
-            str(tmp),
-            signatures={
-                "serving_default": module.serve,
-                "predict_png": module.serve_png,
-            },
+        warnings.warn(
+            f"workbench.train.{name} moved to workbench.export.{name}; import it from there.",
+            DeprecationWarning,
+            stacklevel=2,
         )
-
-    return atomic_write_dir(Path(base) / name / str(int(version)), write)
-
-
-def save_keras(model, path: Path) -> Path:
-    """Save a ``.keras`` file atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def load_keras(path: Path):
-    """Load a ``.keras`` file written by :func:`save_keras`, with a clear error if it is missing."""
-    import tf_keras as keras
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No model at {path}: run notebook 02 to train and export it.")
-    try:
-        return keras.models.load_model(path)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(
-            f"{path} is not a readable Keras model ({type(err).__name__}: {err}). "
-            "Re-run notebook 02 to export it again."
-        ) from err
-
-
-def write_metadata(path: Path, metadata: dict) -> Path:
-    """Write the model's metadata JSON (atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metadata, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+        return getattr(export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,71 +1,86 @@
-"""The Binder config is complete and agrees with requirements.txt."""
+"""Binder's requirements are the runtime lock: exact pins, the runtime and nothing else, the
+same pins as the lock, and installable by repo2docker before it copies the repository (its
+cached layer, so a commit does not reinstall TensorFlow)."""
 
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from lockfiles import BINDER_LOCK, LOCK, ROOT, closure, declared, names, pins
+from packaging.utils import canonicalize_name
 
-
-def _requirements(path: Path) -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("-r "):
-            pins |= _requirements((path.parent / line[3:].strip()).resolve())
-            continue
-        name, _, version = re.split(r"(==)", line, maxsplit=1) if "==" in line else (line, "", "")
-        pins[name.strip().lower().replace("_", "-")] = version.strip()
-    return pins
+BINDER = ROOT / "binder"
 
 
 def test_binder_files_exist():
-    for name in ("requirements.txt", "runtime.txt", "postBuild"):
-        assert (ROOT / "binder" / name).is_file(), f"binder/{name} is missing"
-    assert os.access(ROOT / "binder" / "postBuild", os.X_OK), "binder/postBuild must be executable"
+    for name in ("requirements.txt", "runtime.txt", "postBuild", "start"):
+        assert (BINDER / name).is_file(), f"binder/{name} is missing"
+    for name in ("postBuild", "start"):
+        assert os.access(BINDER / name, os.X_OK), f"binder/{name} must be executable"
 
 
 def test_binder_runtime_is_python_311():
-    assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"
+    assert (BINDER / "runtime.txt").read_text().strip() == "python-3.11"
 
 
-def test_binder_requirements_match_top_level():
-    assert _requirements(ROOT / "binder" / "requirements.txt") == _requirements(
-        ROOT / "requirements.txt"
-    )
+def test_binder_requirements_are_installable_in_repo2docker_cached_layer():
+    # repo2docker installs requirements.txt before copying the repository only if no line
+    # references a local file (-r, -c, -e, a path, file://); otherwise every commit rebuilds.
+    for raw in BINDER_LOCK.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        assert not line.startswith("-"), f"binder/requirements.txt: option line {raw!r}"
+        assert "://" not in line and not line.startswith("."), f"local reference: {raw!r}"
+    assert pins(BINDER_LOCK), "binder/requirements.txt pins nothing"
 
 
-def test_requirements_are_pinned_and_complete():
-    pins = _requirements(ROOT / "requirements.txt")
-    unpinned = [n for n, v in pins.items() if not v]
-    assert not unpinned, f"unpinned requirements: {unpinned}"
-    for needed in (
-        "tensorflow",
-        "tf-keras",
-        "tensorflow-model-optimization",
-        "ai-edge-litert",
-        "scikit-learn",
-        "matplotlib",
-        "ipywidgets",
-        "jupyterlab",
-        "papermill",
-        "skops",
-        "fastapi",
-        "uvicorn",
-    ):
-        assert needed in pins, f"{needed} missing from requirements.txt"
-    assert pins["tensorflow"].split(".")[:2] == pins["tf-keras"].split(".")[:2], (
-        "tensorflow and tf-keras must share a minor version"
-    )
+def test_every_binder_pin_equals_the_lock():
+    lock = pins(LOCK)
+    binder = pins(BINDER_LOCK)
+    missing = sorted(set(binder) - set(lock))
+    assert not missing, f"pinned for Binder but not in requirements.txt: {missing}"
+    differ = {name: (v, lock[name]) for name, v in binder.items() if lock[name] != v}
+    assert not differ, f"binder pin != lock pin (run `make lock`): {differ}"
 
 
-def test_postbuild_installs_the_package():
-    text = (ROOT / "binder" / "postBuild").read_text()
-    assert "pip install" in text and "-e ." in text
+def test_binder_pins_the_runtime_inside_pyproject_ranges():
+    binder = pins(BINDER_LOCK)
+    for requirement in declared():
+        name = canonicalize_name(requirement.name)
+        assert name in binder, f"{name} is not pinned for Binder"
+        assert requirement.specifier.contains(binder[name], prereleases=True), (
+            f"binder pins {name}=={binder[name]}, outside pyproject's {requirement.specifier}"
+        )
+
+
+def test_binder_is_exactly_the_runtime_closure():
+    """No test, dev or cloud package (nor anything only they need), and nothing missing."""
+    binder = set(pins(BINDER_LOCK))
+    runtime = closure(declared())
+    extra = sorted(binder - runtime)
+    assert not extra, f"binder/requirements.txt has packages the runtime does not need: {extra}"
+    missing = sorted(runtime - binder)
+    assert not missing, f"binder/requirements.txt lacks runtime packages: {missing}"
+    # so the extras' own packages stay off Binder unless the runtime itself needs them
+    for group in ("test", "dev", "cloud"):
+        leaked = sorted((names(declared(group)) - runtime) & binder)
+        assert not leaked, f"{group} extra's packages on Binder: {leaked}"
+    for tool in ("pytest", "playwright", "schemathesis", "ruff", "uv", "pre-commit", "moto"):
+        assert tool not in binder, f"{tool} must not be installed on Binder"
+
+
+def test_tensorflow_and_tf_keras_share_a_minor_version():
+    for path in (LOCK, BINDER_LOCK):
+        found = pins(path)
+        minor = {tuple(found[n].split(".")[:2]) for n in ("tensorflow", "tf-keras")}
+        assert len(minor) == 1, (
+            f"{path.relative_to(ROOT)}: tensorflow {found['tensorflow']} "
+            f"with tf-keras {found['tf-keras']}"
+        )
+
+
+def test_postbuild_installs_the_package_without_dependencies():
+    text = (BINDER / "postBuild").read_text()
+    assert "pip install --no-deps -e ." in text
 
 
 def test_readme_has_binder_badge_and_commands():

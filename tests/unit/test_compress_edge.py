@@ -35,7 +35,9 @@ def tiny():
 )
 def test_every_variant_loads_and_agrees(tiny, variant, floor):
     model, x, _ = tiny
-    blob = compress.to_tflite(model, variant, x_calibration=x, calibration_samples=64)
+    blob = compress.to_tflite(
+        model, variant, x_calibration=x, calibration_samples=64, input_scale=1 / 255
+    )
     m = edge.EdgeModel(blob, name=variant)
     ref = model.predict(models.scale_images(x), verbose=0)
     assert edge.agreement(m.predict(models.scale_images(x)), ref) >= floor
@@ -49,11 +51,11 @@ def test_every_variant_loads_and_agrees(tiny, variant, floor):
 
 def test_int8_needs_calibration_data(tiny):
     with pytest.raises(ValueError, match="x_calibration"):
-        compress.to_tflite(tiny[0], "int8")
+        compress.to_tflite(tiny[0], "int8", input_scale=1 / 255)
 
 
 def test_corrupt_and_truncated_files_name_the_file(tiny, tmp_path):
-    blob = compress.to_tflite(tiny[0], "float32")
+    blob = compress.to_tflite(tiny[0], "float32", input_scale=None)
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(blob[: len(blob) // 3])
     with pytest.raises(edge.EdgeModelError, match="truncated.tflite"):
@@ -67,20 +69,22 @@ def test_corrupt_and_truncated_files_name_the_file(tiny, tmp_path):
 
 
 def test_wrong_input_shape_is_a_clear_error(tiny):
-    m = edge.EdgeModel(compress.to_tflite(tiny[0], "float32"))
+    m = edge.EdgeModel(compress.to_tflite(tiny[0], "float32", input_scale=None))
     with pytest.raises(ValueError, match="expects inputs of shape"):
         m.predict(np.zeros((2, 28, 28, 3), np.float32))
 
 
 def test_pruning_reaches_the_target_even_on_a_short_run(tiny):
     model, x, y = tiny
-    pruned = compress.prune(model, x, y, sparsity=0.75, epochs=1, batch_size=32, progress=False)
+    pruned = compress.prune(
+        model, x, y, sparsity=0.75, steps=4, batch_size=32, input_scale=1 / 255, progress=False
+    )
     report = compress.sparsity_report(pruned)
     assert report[-1]["sparsity"] == pytest.approx(0.75, abs=0.01)
     for row in report[:-1]:
         assert row["sparsity"] == pytest.approx(0.75, abs=0.02), row
-    dense = compress.size_of(compress.to_tflite(model, "float32"))
-    sparse = compress.size_of(compress.to_tflite(pruned, "float32"))
+    dense = compress.size_of(compress.to_tflite(model, "float32", input_scale=None))
+    sparse = compress.size_of(compress.to_tflite(pruned, "float32", input_scale=None))
     assert sparse.gzip_bytes < 0.6 * dense.gzip_bytes  # zeros only pay off after compression
 
 
@@ -92,8 +96,12 @@ def test_pruning_schedule_fits_the_number_of_steps():
 
 def test_clustering_preserves_sparsity_and_limits_unique_values(tiny):
     model, x, y = tiny
-    pruned = compress.prune(model, x, y, sparsity=0.5, epochs=1, batch_size=32, progress=False)
-    clustered = compress.cluster(pruned, x, y, clusters=8, epochs=1, batch_size=32, progress=False)
+    pruned = compress.prune(
+        model, x, y, sparsity=0.5, steps=4, batch_size=32, input_scale=1 / 255, progress=False
+    )
+    clustered = compress.cluster(
+        pruned, x, y, clusters=8, steps=4, batch_size=32, input_scale=1 / 255, progress=False
+    )
     assert compress.overall_sparsity(clustered) >= 0.49
     assert all(n <= 8 for n in compress.unique_weights(clustered).values())
 
@@ -107,7 +115,7 @@ def test_quantization_error_is_at_most_half_a_step(fn):
 
 
 def test_manifest_roundtrip(tiny, tmp_path):
-    blob = compress.to_tflite(tiny[0], "float32")
+    blob = compress.to_tflite(tiny[0], "float32", input_scale=None)
     (tmp_path / "m.tflite").write_bytes(blob)
     edge.write_manifest(tmp_path, [{"variant": "float32", "file": "m.tflite"}], default="float32")
     m, entry = edge.load_from_manifest(tmp_path)
@@ -116,3 +124,74 @@ def test_manifest_roundtrip(tiny, tmp_path):
         edge.load_from_manifest(tmp_path, "int8")
     with pytest.raises(FileNotFoundError, match="notebook 03"):
         edge.read_manifest(tmp_path / "nowhere")
+
+
+@pytest.fixture(scope="module")
+def with_rescaling():
+    """A model that carries its own preprocessing (a Rescaling layer tfmot does not know)."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 12, 12, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 64)
+    return model, x, y
+
+
+def test_pruning_skips_unsupported_layers_and_keeps_dense_ones(with_rescaling):
+    model, x, y = with_rescaling
+    before = model.get_weights()
+    pruned = compress.prune(
+        model, x, y, sparsity=0.5, steps=4, batch_size=16, input_scale=None,
+        keep_dense=("conv1",), progress=False,
+    )  # fmt: skip
+    report = {row["layer"]: row["sparsity"] for row in compress.sparsity_report(pruned)}
+    assert report["conv1"] < 0.1 and report["conv2"] == pytest.approx(0.5, abs=0.02)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+@pytest.mark.parametrize("preserve", [None, "sparsity", "clusters"])
+def test_quantization_aware_training_leaves_unknown_layers_float(with_rescaling, preserve):
+    model, x, y = with_rescaling
+    qat = compress.quantization_aware(
+        model, x, y, steps=2, batch_size=16, input_scale=None, preserve=preserve, progress=False
+    )
+    blob = compress.to_tflite(qat, "int8", x_calibration=x, input_scale=None)
+    probs = edge.EdgeModel(blob).predict(x.astype(np.float32))
+    assert probs.shape == (64, 3)
+
+
+def test_a_technique_that_cannot_apply_says_why():
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Softmax()])
+    x, y = np.zeros((8, 4), np.float32), np.zeros(8, int)
+    with pytest.raises(compress.TechniqueError, match="pruning: no layer"):
+        compress.prune(model, x, y, sparsity=0.5, steps=1, batch_size=4, input_scale=None)
+
+
+def test_keras3_and_saved_model_sources_convert(tmp_path):
+    """Post-training conversion needs no tf-keras: a Keras 3 model and a SavedModel folder."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    k3 = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    x = np.random.default_rng(0).uniform(0, 1, (8, 6, 6, 1)).astype(np.float32)
+    blob = compress.to_tflite(k3, "float32", input_scale=None)
+    np.testing.assert_allclose(edge.EdgeModel(blob).predict(x), k3.predict(x, verbose=0), atol=1e-5)
+    k3.export(str(tmp_path / "sm"), verbose=False)
+    blob = compress.to_tflite(tmp_path / "sm", "int8", x_calibration=x, input_scale=None)
+    assert edge.EdgeModel(blob).input_dtype == np.int8

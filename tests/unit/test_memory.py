@@ -1,4 +1,4 @@
-"""How the runner measures and caps a notebook's memory (the Binder-sized checks rest on it)."""
+"""How a notebook's memory is measured and capped (the Binder-sized checks rest on it)."""
 
 from __future__ import annotations
 
@@ -9,32 +9,46 @@ import textwrap
 
 import pytest
 
-from workbench import runner
+from workbench import memory
 
 MiB = 2**20
 
 
-def test_process_memory_splits_heap_from_the_total():
-    total, heap = runner.process_memory(os.getpid())
-    assert 0 < heap <= total
+def test_process_memory_splits_private_from_the_total():
+    total, private = memory.process_memory(os.getpid())
+    assert 0 < private <= total
+    grown = bytearray(64 * MiB)
+    grown[::4096] = b"x" * len(grown[::4096])  # touch every page
+    after = memory.process_memory(os.getpid())
+    assert after.private - private >= 60 * MiB and after.total - total >= 60 * MiB
 
 
 def test_sampler_sees_a_child_that_allocates():
     script = (
         "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(3)"
     )
-    with runner.MemorySampler(interval_s=0.1) as sampler:
+    with memory.MemorySampler(interval_s=0.1) as sampler:
         subprocess.run([sys.executable, "-c", script], check=True)
     assert sampler.peak_private >= 180 * MiB, sampler.peak_private / MiB
     assert sampler.peak >= sampler.peak_private
+
+
+def test_sampler_ignores_children_that_ran_before_it():
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(20)"])
+    try:
+        sampler = memory.MemorySampler()
+        assert sampler.sample() == (0, 0)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 # The cap moves the calling process into the cgroup, so these run it in a fresh interpreter.
 CAPPED = textwrap.dedent(
     """
     import subprocess, sys
-    from workbench import runner
-    with runner.MemoryLimit({cap} * 2**20, drop_page_cache=False) as limit:
+    from workbench import memory
+    with memory.MemoryLimit({cap} * 2**20, drop_page_cache=False) as limit:
         child = subprocess.run([sys.executable, "-c",
             "b = bytearray({alloc} * 2**20); b[::4096] = b'x' * len(b[::4096])"])
         print(child.returncode, limit.oom_kills(), limit.peak_bytes() // 2**20)
@@ -43,8 +57,8 @@ CAPPED = textwrap.dedent(
 
 
 @pytest.mark.skipif(
-    runner.MemoryLimit.unavailable() is not None,
-    reason=f"no memory cgroup here: {runner.MemoryLimit.unavailable()}",
+    memory.MemoryLimit.unavailable() is not None,
+    reason=f"no memory cgroup here: {memory.MemoryLimit.unavailable()}",
 )
 @pytest.mark.parametrize(("alloc", "killed"), [(60, False), (400, True)])
 def test_memory_cap_kills_what_does_not_fit(alloc, killed):
@@ -63,23 +77,6 @@ def test_memory_cap_kills_what_does_not_fit(alloc, killed):
 def test_memory_cap_says_why_it_is_unavailable(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     if sys.platform.startswith("linux"):
-        assert "root" in runner.MemoryLimit.unavailable()
+        assert "root" in memory.MemoryLimit.unavailable()
         with pytest.raises(RuntimeError, match="root"):
-            runner.MemoryLimit(2**30).__enter__()
-
-
-def test_a_recorded_run_reads_back(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_REPORTS", str(tmp_path))
-    sent = runner.Execution(
-        "09-x",
-        tmp_path / "executed" / "09-x.ipynb",
-        12.3,
-        900 * MiB,
-        500 * MiB,
-        2048 * MiB,
-        1500 * MiB,
-    )
-    runner._record_run(sent, "smoke")
-    assert runner.recorded_run("09-x") == sent
-    with pytest.raises(KeyError, match="No recorded run of 10-y"):
-        runner.recorded_run("10-y")
+            memory.MemoryLimit(2**30).__enter__()
