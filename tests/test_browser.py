@@ -329,4 +329,4 @@ def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
 def runner_sparsities(name: str) -> list[float]:
     from workbench import runner
 
-    return list(runner.profile_parameters(name, "smoke")["sweep_sparsities"])
+    return list(runner.profile_parameters(name, "smoke")["sparsities"])

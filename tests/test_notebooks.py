@@ -106,37 +106,30 @@ def check_03(r: dict) -> None:
     from workbench import edge, paths
 
     variants = {v["variant"]: v for v in r["variants"]}
-    assert set(variants) >= {
-        "float32",
-        "dynamic_range",
-        "float16",
-        "int8",
-        "qat_int8",
-        "pcqat_int8",
-    }
-    for name, v in variants.items():  # agreement with the Keras model each came from
-        floor = 0.99 if name in ("float32", "float16", "pruned_float32") else 0.95
-        assert v["agreement_source"] >= floor, (
-            f"{name}: agreement {v['agreement_source']:.3f} < {floor}"
-        )
-    target = r["prune_sparsity_target"]
-    assert abs(r["pruned_sparsity"] - target) < 0.01, (
-        "pruned weights must really be sparse at the target"
-    )
-    assert r["clustered_sparsity"] >= r["pruned_sparsity"] - 0.01, (
-        "clustering must preserve sparsity"
-    )
-    sweep = sorted(r["sparsity_sweep"], key=lambda row: row["target_sparsity"])
-    for row in sweep:
-        assert abs(row["measured_sparsity"] - row["target_sparsity"]) < 0.01
-    assert sweep[-1]["gzip_bytes"] < sweep[0]["gzip_bytes"], "gzip size must shrink with sparsity"
-    # zeros only pay off after compression: the pruned float32 file gzips smaller by about the sparsity
-    assert (
-        variants["pruned_float32"]["gzip_bytes"]
-        < (1.1 - target) * variants["float32"]["gzip_bytes"]
-    )
+    for name in ("float32", "dynamic_range", "float16", "int8"):
+        assert variants[name]["status"] == "ok", variants[name]
+    for name, v in variants.items():
+        if v["status"] != "ok":
+            assert v["reason"], f"{name} skipped without a reason"
+            continue
+        exact = name in ("float32", "float16") or name.endswith("_float32")
+        floor = 0.99 if exact else 0.95  # agreement with the Keras model it was converted from
+        assert v["agreement_source"] >= floor, f"{name}: {v['agreement_source']:.3f} < {floor}"
+    ladder = sorted(r["sparsity_ladder"], key=lambda row: row["target_sparsity"])
+    assert len(ladder) >= 2, "the smoke budget must let the ladder climb at least once"
+    for row in ladder:  # the first and last layers stay dense: a little under the target
+        assert row["target_sparsity"] - 0.03 <= row["measured_sparsity"] <= row["target_sparsity"]
+    assert ladder[-1]["gzip_bytes"] < ladder[0]["gzip_bytes"], "gzip size must shrink"
+    zeros = [n for n in variants if n.startswith("pruned") and n.endswith("_float32")]
+    assert len(zeros) == 1  # zeros pay only after gzip: about (1 - sparsity) of the size
+    level = int(zeros[0][len("pruned") : -len("_float32")]) / 100
+    assert variants[zeros[0]]["gzip_bytes"] < (1.1 - level) * variants["float32"]["gzip_bytes"]
+    assert any(n.startswith("slim") for n in variants), "structured pruning was tried"
+    winners = r["winners"]
+    assert winners["smallest"] in variants and winners["fastest"] in variants
+    assert r["search_log"] and r["mac_rates"]
     manifest = edge.read_manifest(paths.edge_dir())
-    assert manifest["default"] == "int8"
+    assert manifest["default"] == winners["fastest"]
     for entry in manifest["models"]:
         assert (paths.edge_dir() / entry["file"]).exists()
 
@@ -148,13 +141,26 @@ def check_04(r: dict) -> None:
         set(r["winner_per_link"].values()) <= {"edge", "cloud"} and len(r["winner_per_link"]) == 6
     )
     payloads = {p["encoding"]: p for p in r["payloads"]}
+    assert {"json", "png_b64", "tensor_proto", "tensor_proto_png"} <= set(payloads)
     assert (
         payloads["png_b64"]["request_bytes"]
         < payloads["json"]["request_bytes"]
         < payloads["json_float"]["request_bytes"]
     )
+    assert payloads["tensor_proto_png"]["request_bytes"] < payloads["png_b64"]["request_bytes"]
+    assert payloads["tensor_proto"]["protocol"] == "grpc"
     assert all(p["compute_p50_ms"] > 0 for p in payloads.values())
-    assert r["edge_cloud_agreement"] >= 0.9, "int8 edge and float cloud models should mostly agree"
+    assert r["edge_cloud_agreement"] >= 0.8, "the edge model should mostly agree with the cloud"
+    points = {(row["batching"], row["clients"]) for row in r["batching"]}
+    assert len(points) == len(r["batching"]) >= 4 and all(
+        row["failures"] == 0 for row in r["batching"]
+    )
+    assert r["bandwidth_validation"] or r["bandwidth_skipped_reason"]
+    for row in r["bandwidth_validation"]:  # kept-alive transfers follow bytes / bandwidth
+        if row["connection"] == "keep-alive":
+            assert abs(row["error"]) <= 0.15, row
+        else:  # a new connection's set-up can overlap the transfer (reported, not hidden)
+            assert row["verdict"] in ("within", "overlap"), row
     assert r["netem_validation"] or r["netem_skipped_reason"]
     for v in r["netem_validation"]:
         assert v["error"] <= 0.15, v
@@ -162,6 +168,8 @@ def check_04(r: dict) -> None:
 
 def check_05(r: dict) -> None:
     assert r["split_agreement"] >= 0.98
+    assert r["cut_points"][0] == "input" and len(r["cut_points"]) >= 3
+    assert all(400 <= row["status"] < 500 and row["error"] for row in r["split_refusals"])
     sweep = r["cascade_sweep"]
     assert sweep[0]["cloud_fraction"] == 0 and abs(sweep[0]["accuracy"] - r["edge_accuracy"]) < 1e-9
     assert (
@@ -176,6 +184,8 @@ def check_05(r: dict) -> None:
     )
     assert len(r["best_split_per_link"]) == 6
     assert 0.0 <= r["student_int8"]["accuracy"] <= 1.0 and r["student_int8"]["gzip_bytes"] > 0
+    students = r["students"]
+    assert len(students["gain_test_pp"]["per_seed"]) == len({row["seed"] for row in students["runs"]})
 
 
 CHECKS: dict[str, Callable[[dict], None]] = {

@@ -41,6 +41,7 @@ class Settings:
     """How much work each stage does. ``PROFILES`` holds the named sets."""
 
     variants: variants_mod.Settings = field(default_factory=variants_mod.Settings)
+    space: variants_mod.SearchSpace = field(default_factory=variants_mod.SearchSpace)
     links: tuple[str, ...] = tuple(network.PROFILES)  # link profiles to compare on
     budget_pp: float = 1.0  # accuracy a variant may lose (validation images), points
     validation_fraction: float = 0.1  # training images held out to judge variants
@@ -60,11 +61,14 @@ PROFILES: dict[str, Settings] = {
     "smoke": Settings(
         variants=variants_mod.Settings(
             prune_steps=20,
+            slim_steps=20,
             cluster_steps=10,
             qat_steps=10,
-            sparsity=0.5,
             calibration_samples=100,
             latency_repeats=30,
+        ),
+        space=variants_mod.SearchSpace(
+            sparsities=(0.5, 0.8), clusters=(8,), slim_fractions=(0.25,)
         ),
         n_train=600,
         n_test=200,
@@ -94,7 +98,7 @@ def assess(
         workbench.data.DatasetError: the dataset cannot be read.
         AssessError: ``out_dir`` holds something other than an earlier assessment.
     """
-    from workbench import atomic, contract, data
+    from workbench import atomic
 
     start = time.perf_counter()
     settings = settings or Settings()
@@ -103,12 +107,19 @@ def assess(
     unknown = [k for k in (*settings.links, settings.split_link) if k not in network.PROFILES]
     if unknown:
         raise AssessError(f"Unknown link(s) {unknown}; choose from {', '.join(network.PROFILES)}.")
-    dataset = data.load_image_dataset(data_path, class_names=class_names)
-    classifier = contract.open_pair(model_path, dataset, logits=logits, input_scale=input_scale)
+    subject = open_subject(
+        model_path,
+        data_path,
+        input_scale=input_scale,
+        logits=logits,
+        class_names=class_names,
+        n_train=settings.n_train,
+        n_test=settings.n_test,
+        validation_fraction=settings.validation_fraction,
+        seed=settings.seed,
+    )
     with atomic.temp_dir(out_dir) as tmp:
-        result = run(
-            classifier, dataset, tmp, settings=settings, input_scale=input_scale, progress=progress
-        )
+        result = run(subject, tmp, settings=settings, progress=progress)
         result["seconds"] = time.perf_counter() - start
         atomic.write_json(tmp / ASSESSMENT, _jsonable(result))
         write_page(result, tmp / "index.html")
@@ -129,49 +140,184 @@ def split_data(dataset, settings: Settings):
     """Capped train/test images and a validation split held out from training (seeded)."""
     x_train, y_train = dataset.x_train[: settings.n_train], dataset.y_train[: settings.n_train]
     x_test, y_test = dataset.x_test[: settings.n_test], dataset.y_test[: settings.n_test]
-    rng = np.random.default_rng(settings.seed)
-    order = rng.permutation(len(x_train))
-    n_val = int(round(settings.validation_fraction * len(order)))
-    val, fit = order[:n_val], order[n_val:]
+    from workbench import data
+
+    fit, val = data.validation_split(len(x_train), settings.validation_fraction, settings.seed)
     return x_train[fit], y_train[fit], x_train[val], y_train[val], x_test, y_test
 
 
-def run(
-    classifier,
-    dataset,
-    out: Path,
-    *,
-    settings: Settings,
-    input_scale: float | None,
-    progress: bool = True,
-) -> dict:
-    """The four stages on an opened, checked pair; files go under ``out``."""
-    from workbench import bench, compare, edge, plots
+@dataclass
+class Subject:
+    """A model and its data, opened and checked: what notebooks 03-05 and the command share."""
 
-    stages = _Stages(progress)
+    classifier: object  # workbench.contract.ImageClassifier
+    dataset: object  # workbench.data.ImageDataset
+    input_scale: float | None
+    x_train: np.ndarray  # training images left after the validation split (stored units)
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    evaluation: variants_mod.Evaluation  # test/validation images in model units, float answers
+    name: str  # short name for files and the model server
+
+    def scaled(self, x: np.ndarray) -> np.ndarray:
+        """Images in model units (``pixels * input_scale``)."""
+        from workbench import contract
+
+        return contract.scale_inputs(x, self.input_scale)
+
+    def describe(self) -> str:
+        """What was opened: the model, the data, the split, the float model's accuracy."""
+        from workbench import models
+
+        c, e = self.classifier, self.evaluation
+        keras_model = c.keras_model if c.keras_model is not None else None
+        macs = models.count_macs(keras_model) if keras_model is not None else None
+        params = c.describe()["parameters"]
+        lines = [
+            f"model: {c.path} ({c.saved_by}; input {tuple(c.input_shape)}, {c.num_classes} "
+            f"classes"
+            + (f", {params:,} parameters" if params else "")
+            + (f", {macs / 1e6:.2f} M MACs per image" if macs else "")
+            + ")",
+            f"  tf-keras for tfmot: {c.keras_note}",
+            f"  input: pixels x {self.input_scale:.6g}"
+            if self.input_scale is not None
+            else "  input: pixels as stored (float32)",
+            f"data: {self.dataset.source}",
+            f"  {len(self.y_train):,} training / {len(self.y_val):,} validation / "
+            f"{len(self.y_test):,} test images, {tuple(self.dataset.x_train.shape[1:])} "
+            f"{self.dataset.x_train.dtype}",
+            f"float model: test accuracy {e.float_accuracy:.4f}, validation accuracy "
+            f"{e.float_val_accuracy:.4f}",
+        ]
+        return "\n".join(lines)
+
+
+def open_subject(
+    model_path: str | Path | None = None,
+    data_path: str | Path | None = None,
+    *,
+    input_scale: float | None = None,
+    logits: bool = False,
+    class_names: list[str] | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+) -> Subject:
+    """Open a model and its data, check the pair, split off validation images.
+
+    Args:
+        model_path: a Keras image classifier (see :mod:`workbench.contract`); ``None``:
+            notebook 02's improved CNN, with the input scale it records (pixels / 255).
+        data_path: an ``.npz`` or a folder of class folders
+            (:func:`workbench.data.load_image_dataset`); ``None``: CIFAR-10
+            (:func:`workbench.data.load_cifar10`: ``$WORKBENCH_CIFAR10``, the cache, or the
+            download).
+        input_scale: the model gets ``pixels * input_scale`` (None: pixels as stored).
+        n_train, n_test: use only the first images of each split.
+        validation_fraction, seed: the validation images held out from the training images.
+
+    Raises:
+        workbench.contract.ContractError: the model, the data or the pair is wrong.
+        workbench.data.DatasetError: the data cannot be read.
+    """
+    from workbench import contract, data, paths
+
+    if model_path is None:
+        model_path = paths.cloud_dir() / "improved_cnn.keras"
+        if not Path(model_path).exists():
+            raise contract.ContractError(
+                f"No model at {model_path}: run notebook 02 to train the cloud model, or "
+                "pass model_path to use your own."
+            )
+        if input_scale is None:
+            input_scale = _recorded_input_scale(paths.cloud_dir() / "cloud_model.json")
+    if data_path is None:
+        dataset = data.load_cifar10()
+    else:
+        dataset = data.load_image_dataset(data_path, class_names=class_names)
+    settings = Settings(
+        n_train=n_train, n_test=n_test, validation_fraction=validation_fraction, seed=seed
+    )
     x_train, y_train, x_val, y_val, x_test, y_test = split_data(dataset, settings)
+    classifier = contract.open_pair(model_path, dataset, logits=logits, input_scale=input_scale)
     evaluation = variants_mod.Evaluation.of(
         classifier, x_test, y_test, x_val=x_val, y_val=y_val, input_scale=input_scale
     )
+    stem = Path(model_path).stem if Path(model_path).suffix else Path(model_path).name
+    return Subject(
+        classifier, dataset, input_scale, x_train, y_train, x_val, y_val, x_test, y_test,
+        evaluation, name=stem,
+    )  # fmt: skip
+
+
+def load_edge_model(
+    subject: Subject, folder: Path, variant: str | None = None, *, threads: int = 1
+):
+    """The edge model notebook 03 wrote for this subject (its manifest's default).
+
+    Raises:
+        FileNotFoundError: notebook 03 has not run.
+        ValueError: the manifest was written for another model (names both).
+    """
+    from workbench import edge
+
+    manifest = edge.read_manifest(folder)
+    made_from = (manifest.get("model") or {}).get("sha256")
+    if made_from and made_from != subject.classifier.sha256:
+        raise ValueError(
+            f"The edge models in {folder} were made from {manifest['model'].get('file')} "
+            f"(sha256 {made_from[:12]}...), not from {subject.classifier.path} "
+            f"({subject.classifier.sha256[:12]}...): run notebook 03 with the same model_path."
+        )
+    return edge.load_from_manifest(folder, variant, num_threads=threads)
+
+
+def _recorded_input_scale(metadata: Path) -> float:
+    """The input scale notebook 02 recorded for its model (1/255 when it recorded none)."""
+    import json
+
+    if metadata.exists():
+        value = json.loads(metadata.read_text()).get("input_scale")
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+    return 1 / 255
+
+
+def run(subject: Subject, out: Path, *, settings: Settings, progress: bool = True) -> dict:
+    """The four stages on an opened, checked subject; files go under ``out``."""
+    from workbench import bench, compare, edge, plots
+
+    stages = _Stages(progress)
+    classifier, dataset, evaluation = subject.classifier, subject.dataset, subject.evaluation
+    input_scale = subject.input_scale
+    x_train, y_train, x_val = subject.x_train, subject.y_train, subject.x_val
+    x_test, y_test = subject.x_test, subject.y_test
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
 
     # 1. compress
     stages.start("compress: build and measure every edge variant")
     variant_settings = replace(settings.variants, seed=settings.seed)
-    built = variants_mod.build_variants(
+    found = variants_mod.search(
         classifier,
         x_train,
         y_train,
         evaluation,
         input_scale=input_scale,
+        budget_pp=settings.budget_pp,
         settings=variant_settings,
+        space=settings.space,
         out_dir=out / "edge",
         progress=progress,
     )
-    best = variants_mod.winners(built, settings.budget_pp)
+    built, best = found.variants, found.winners
     edge_name = best["fastest"] or "float32"
-    edge_variant = next(v for v in built if v.variant == edge_name)
+    edge_variant = found.variant(edge_name)
     ok = [v for v in built if v.ok]
     _save_figure(
         plots.scatter_tradeoff(
@@ -249,6 +395,8 @@ def run(
         "variants": [_variant_row(v) for v in built],
         "budget_pp": settings.budget_pp,
         "winners": best,
+        "frontier": {"size": found.frontier_size, "speed": found.frontier_speed},
+        "search_log": found.log,
         "edge_variant": edge_name,
         "cloud": {
             "accuracy": cloud.accuracy,
@@ -284,62 +432,28 @@ def _variant_row(v) -> dict:
 def _split_stage(classifier, evaluation, cloud, settings, links, out, figures) -> dict:
     from workbench import collab, plots
 
-    model = classifier.keras_model
-    if model is None:
-        return {
-            "status": "skipped",
-            "reason": f"needs the model in tf-keras: {classifier.keras_note}",
-        }
-    try:
-        points = collab.cut_points(model)
-    except ValueError as err:
-        return {"status": "skipped", "reason": str(err)}
-    chosen = collab.choose_cuts(points, settings.max_cuts)
-    rows = collab.profile_splits(
-        model,
-        evaluation.x_test[:8],
-        threads=settings.variants.threads,
+    result = collab.split_stage(
+        classifier.keras_model,
+        evaluation,
+        links=links,
+        server_overhead_ms=cloud.server_overhead_ms,
+        response_bytes=int(cloud.best["response_bytes"]),
+        max_cuts=settings.max_cuts,
         repeats=settings.profile_repeats,
-        points=chosen,
-    )
-    response_bytes = int(cloud.best["response_bytes"])
-    overhead = cloud.server_overhead_ms
-    best = collab.best_splits(
-        rows, links, server_overhead_ms=overhead, response_bytes=response_bytes
-    )
-    slow_rows = [{**r, "edge_ms": r["edge_ms"] * settings.edge_slowdown} for r in rows]
-    best_slow = collab.best_splits(
-        slow_rows, links, server_overhead_ms=overhead, response_bytes=response_bytes
-    )
-    _save_figure(plots.split_profile(rows), figures / "split-profile.png")
-    result = {
-        "status": "ok",
-        "cut_points": [p.after for p in points],
-        "profiled": rows,
-        "server_overhead_ms": overhead,
-        "best_per_link": [{k: v for k, v in b.items() if k != "totals"} for b in best],
-        "edge_slowdown": settings.edge_slowdown,
-        "best_per_link_slow_edge": [
-            {k: v for k, v in b.items() if k != "totals"} for b in best_slow
-        ],
-    }
-    link = next((b for b in best_slow if b["key"] == settings.split_link), best_slow[0])
-    try:
-        cut = collab.best_intermediate_cut(slow_rows, link["totals"])
-    except ValueError as err:
-        result["run"] = {"status": "skipped", "reason": str(err)}
-        return result
-    run = collab.run_split(
-        model,
-        cut["after"],
-        x_calibration=evaluation.x_val[:256] if len(evaluation.x_val) else evaluation.x_test[:256],
-        x_test=evaluation.x_test,
-        reference_probs=evaluation.float_probs,
+        edge_slowdown=settings.edge_slowdown,
+        split_link=settings.split_link,
         serving_base=out / "serving_split",
         threads=settings.variants.threads,
+        unavailable=None if classifier.keras_model is not None else classifier.keras_note,
     )
-    run.pop("probabilities")
-    result["run"] = {"status": "ok", "link": link["key"], **run}
+    if result["status"] == "ok":
+        _save_figure(plots.split_profile(result["profiled"]), figures / "split-profile.png")
+    if result.get("run", {}).get("status") == "ok":
+        result["run"].pop("probabilities", None)
+    result.pop("points", None)
+    for key in ("best_per_link", "best_per_link_slow_edge"):
+        if key in result:
+            result[key] = [{k: v for k, v in b.items() if k != "totals"} for b in result[key]]
     return result
 
 

@@ -130,9 +130,7 @@ def cut_points(model) -> list[CutPoint]:
                 CutPoint(len(points), layer.name, tuple(outs[0].shape[1:]), len(edge_ids))
             )
     points.append(
-        CutPoint(
-            len(points), last.layer.name, tuple(model.outputs[0].shape[1:]), len(graph.nodes)
-        )
+        CutPoint(len(points), last.layer.name, tuple(model.outputs[0].shape[1:]), len(graph.nodes))
     )
     return points
 
@@ -455,7 +453,9 @@ def run_split(
     probs, wire, overhead = [], [], []
     with serving.serving(serving_base) as server, serving.ServingClient(server.url, name) as client:
         for i in range(0, len(x_test), batch_size):
-            q = quantize_activation(edge_prefix.predict(x_test[i : i + batch_size]), scale, zero_point)
+            q = quantize_activation(
+                edge_prefix.predict(x_test[i : i + batch_size]), scale, zero_point
+            )
             answer = client.predict_body(split_request(q))
             probs.append(answer.outputs)
             wire.append(answer.request_bytes / len(q))
@@ -473,6 +473,120 @@ def run_split(
         "server_overhead_ms": float(np.median(overhead)) if overhead else None,
         "images": int(len(x_test)),
     }
+
+
+def split_stage(
+    model,
+    evaluation,
+    *,
+    links: dict[str, network.LinkProfile],
+    server_overhead_ms: float,
+    response_bytes: int,
+    serving_base: Path,
+    max_cuts: int = 12,
+    repeats: int = 30,
+    edge_slowdown: float = 100.0,
+    split_link: str = "4g",
+    threads: int = 1,
+    unavailable: str | None = None,
+) -> dict:
+    """Split computing end to end: cut points, profile, best cut per link, one run for real.
+
+    The best intermediate cut for ``split_link`` is chosen in the slow-edge what-if (the edge
+    ``edge_slowdown`` times slower than this CPU), where cuts matter; on this fast CPU the
+    all-edge end usually wins outright.
+
+    Args:
+        model: the float tf-keras model (None: skipped, with ``unavailable`` as the reason).
+        evaluation: :class:`workbench.variants.Evaluation` (test and validation images in
+            model units, the float model's answers).
+        server_overhead_ms, response_bytes: from the cloud measurement (loopback).
+
+    Returns:
+        ``status`` ("ok" or "skipped" with ``reason``), ``cut_points`` (names),
+        ``points`` (:class:`CutPoint`), ``profiled`` (rows of :func:`profile_splits`),
+        ``best_per_link`` and ``best_per_link_slow_edge`` (rows of :func:`best_splits`, with
+        their ``totals``), ``run`` (:func:`run_split`'s result with its ``link``).
+    """
+    if model is None:
+        return {"status": "skipped", "reason": f"needs the model in tf-keras: {unavailable}"}
+    try:
+        points = cut_points(model)
+    except ValueError as err:
+        return {"status": "skipped", "reason": str(err)}
+    rows = profile_splits(
+        model,
+        evaluation.x_test[:8],
+        threads=threads,
+        repeats=repeats,
+        points=choose_cuts(points, max_cuts),
+    )
+    best = best_splits(
+        rows, links, server_overhead_ms=server_overhead_ms, response_bytes=response_bytes
+    )
+    slow_rows = [{**r, "edge_ms": r["edge_ms"] * edge_slowdown} for r in rows]
+    best_slow = best_splits(
+        slow_rows, links, server_overhead_ms=server_overhead_ms, response_bytes=response_bytes
+    )
+    result = {
+        "status": "ok",
+        "cut_points": [p.after for p in points],
+        "points": points,
+        "profiled": rows,
+        "server_overhead_ms": server_overhead_ms,
+        "response_bytes": response_bytes,
+        "best_per_link": best,
+        "edge_slowdown": edge_slowdown,
+        "best_per_link_slow_edge": best_slow,
+    }
+    link = next((b for b in best_slow if b["key"] == split_link), best_slow[0])
+    try:
+        cut = best_intermediate_cut(slow_rows, link["totals"])
+    except ValueError as err:
+        result["run"] = {"status": "skipped", "reason": str(err)}
+        return result
+    x_calibration = evaluation.x_val[:256] if len(evaluation.x_val) else evaluation.x_test[:256]
+    run = run_split(
+        model,
+        cut["after"],
+        x_calibration=x_calibration,
+        x_test=evaluation.x_test,
+        reference_probs=evaluation.float_probs,
+        serving_base=serving_base,
+        threads=threads,
+    )
+    result["run"] = {"status": "ok", "link": link["key"], **run}
+    return result
+
+
+def bad_split_requests(url: str, activation_shape, name: str = "suffix") -> list[dict]:
+    """Send the served suffix requests it must refuse: ``{request, status, error}`` each.
+
+    A wrong-sized activation, floats instead of bytes, a wrong shape in the int8 signature,
+    and a value outside int8: each must get a 4xx with a message, never a 500.
+    """
+    import httpx
+
+    values = int(np.prod(activation_shape))
+    smaller = np.zeros((1, max(1, values // 2)), np.int8)
+    cases = [
+        ("wrong size (bytes of a smaller activation)", split_request(smaller)),
+        (
+            "wrong dtype (floats instead of base64 bytes)",
+            b'{"signature_name": "activation_b64", "instances": [[0.5, 0.25]]}',
+        ),
+        ("wrong shape in the int8 signature", b'{"instances": [[1, 2, 3]]}'),
+        ("outside the int8 range", b'{"instances": [[[[300]]]]}'),
+    ]
+    out = []
+    for what, body in cases:
+        r = httpx.post(f"{url}/v1/models/{name}:predict", content=body, timeout=30)
+        try:
+            message = r.json().get("error", r.text)
+        except ValueError:
+            message = r.text
+        out.append({"request": what, "status": r.status_code, "error": message})
+    return out
 
 
 # ===================================================================== cascade
@@ -517,3 +631,111 @@ def pick_threshold(rows: list[dict], *, target_accuracy: float) -> dict:
     if not ok:
         return max(rows, key=lambda r: r["accuracy"])
     return min(ok, key=lambda r: (r["cloud_fraction"], -r["accuracy"]))
+
+
+def cascades(
+    edge_probs: dict[str, np.ndarray],
+    cloud_probs: np.ndarray,
+    y: np.ndarray,
+    *,
+    edge_ms: dict[str, float],
+    cloud_ms_per_link: dict[str, float],
+    tolerance_pp: float = 0.5,
+    thresholds: np.ndarray | None = None,
+) -> dict[str, dict]:
+    """A confidence sweep and a chosen threshold for each edge model against the cloud.
+
+    The goal is the cloud's accuracy within ``tolerance_pp`` points with the fewest cloud
+    calls. Returns ``{edge model: {"sweep": rows, "choice": row, "target_accuracy": ...}}``.
+    """
+    if thresholds is None:
+        thresholds = np.round(np.linspace(0.0, 1.0, 21), 2)
+        thresholds[-1] = 1.01  # everything to the cloud
+    cloud_accuracy = float(np.mean(np.argmax(cloud_probs, 1) == y))
+    target = cloud_accuracy - tolerance_pp / 100
+    out = {}
+    for name, probs in edge_probs.items():
+        sweep = cascade_sweep(
+            probs,
+            cloud_probs,
+            y,
+            thresholds=thresholds,
+            edge_ms=edge_ms[name],
+            cloud_ms_per_link=cloud_ms_per_link,
+        )
+        out[name] = {
+            "sweep": sweep,
+            "choice": pick_threshold(sweep, target_accuracy=target),
+            "target_accuracy": target,
+            "cloud_accuracy": cloud_accuracy,
+            "edge_accuracy": float(np.mean(np.argmax(probs, 1) == y)),
+        }
+    return out
+
+
+def conclusions(
+    *,
+    split: dict,
+    students: dict,
+    student_int8: dict,
+    cascades: list[dict],
+    cloud_accuracy: float,
+    edge_slowdown: float,
+    tolerance_pp: float,
+) -> str:
+    """Notebook 05's findings as Markdown (every number from the arguments)."""
+    lines = []
+    if split.get("status") == "ok":
+        rows = "\n".join(
+            f"| {b['link']} | {b['best_after']} | {b['best_ms']:.2f} | {b['all_edge_ms']:.2f} | "
+            f"{b['all_cloud_ms']:.2f} | {s['best_after']} ({s['best_ms']:.1f} ms) |"
+            for b, s in zip(split["best_per_link"], split["best_per_link_slow_edge"], strict=True)
+        )
+        lines += [
+            "**Best cut per link** (end-to-end ms; the last layer means all edge, 'input' all "
+            "cloud):",
+            "",
+            f"| link | best cut after | best | all edge | all cloud | what-if edge "
+            f"{edge_slowdown:g}x slower: best cut |",
+            "|---|---|---|---|---|---|",
+            rows,
+            "",
+        ]
+        run = split.get("run", {})
+        if run.get("status") == "ok":
+            lines.append(
+                f"- **Split run for real** after '{run['after']}' ({run['link']}): "
+                f"{run['agreement']:.2%} top-1 agreement with the full model (int8 "
+                f"activations, {run['wire_bytes_per_image']:,.0f} bytes per image)."
+            )
+    else:
+        lines.append(f"- Split computing skipped: {split.get('reason')}")
+    gain = students["gain_test_pp"]
+    lines.append(
+        f"- **Distillation**: {gain['mean']:+.2f} ± {gain['sd']:.2f} pp on the test images over "
+        f"{len(gain['per_seed'])} seeds against labels alone (T={students['chosen']['temperature']:g}, "
+        f"alpha={students['chosen']['alpha']:g}); as int8 TFLite the student is "
+        f"{student_int8['gzip_bytes']:,} bytes gzip at {student_int8['accuracy']:.4f} accuracy, "
+        f"p50 {student_int8['p50_ms']:.3f} ms."
+    )
+    for c in cascades:
+        met = c["accuracy"] >= cloud_accuracy - tolerance_pp / 100 and c["cloud_fraction"] <= 0.5
+        lines.append(
+            f"- **Cascade with {c['edge model']}** (edge alone {c['edge_accuracy']:.4f}, "
+            f"{c['speedup_vs_cloud_float32_tflite']:.2f}x the speed of the cloud model's float32 "
+            f"TFLite): threshold {c['threshold']:.2f} gives {c['accuracy']:.4f} (cloud alone "
+            f"{cloud_accuracy:.4f}) sending {c['cloud_fraction']:.0%} of requests to the cloud"
+            + (
+                f": within {tolerance_pp:g} pp with at most half the requests in the cloud."
+                if met
+                else "."
+            )
+        )
+    lines += [
+        "",
+        "When each wins: a split pays only where a middle layer's activation is much smaller "
+        "than the input and the edge is slow compared with the link; on fast links the cloud "
+        "end, on slow ones the edge end. A cascade wins when most inputs are easy: the edge "
+        "answers them at edge speed and the cloud fixes the hard ones.",
+    ]
+    return "\n".join(lines)

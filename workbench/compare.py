@@ -36,35 +36,45 @@ class CloudMeasurement:
         return next(r for r in self.encodings if r["encoding"] == self.best_encoding)
 
 
-def encodings_for(images: np.ndarray, *, has_png: bool = True) -> dict[str, str]:
-    """Request encodings that make sense for these images (REST; name -> description).
+def encodings_for(images: np.ndarray, *, has_png: bool = True, grpc: bool = True) -> dict[str, str]:
+    """Request encodings that make sense for these images (name -> what it is).
 
-    uint8 pixels go as JSON integers or as base64 PNG files (lossless, usually smaller);
-    float pixels go as JSON numbers (PNG would round them).
+    uint8 pixels go as JSON integers, base64 PNG files (lossless, usually smaller) or, over
+    gRPC, a binary TensorProto (float32) or PNG bytes without base64; float pixels go as JSON
+    numbers (PNG would round them) or a TensorProto.
     """
+    from workbench import serving
+
     if images.dtype == np.uint8:
-        out = {"json": "row format, pixels as JSON integers"}
+        names = ["json", "json_columnar", "json_float"]
         if has_png and images.shape[-1] in (1, 3):
-            out["png_b64"] = "row format, each image a base64 PNG (predict_png signature)"
-        return out
-    return {"json_float": "row format, pixels as JSON numbers (float32 precision)"}
+            names.append("png_b64")
+        if grpc:
+            names.append("tensor_proto")
+            if has_png and images.shape[-1] in (1, 3):
+                names.append("tensor_proto_png")
+        return {n: serving.ENCODINGS[n] for n in names}
+    out = {"json_float32": "REST, row format, pixels as JSON numbers (float32 precision)"}
+    if grpc:
+        out["tensor_proto"] = serving.ENCODINGS["tensor_proto"]
+    return out
 
 
 def request_body(images: np.ndarray, encoding: str) -> bytes:
-    """A TF Serving predict body for images in their stored units."""
+    """A TF Serving predict request for images in their stored units (REST body or gRPC)."""
     from workbench import serving
 
-    if encoding == "json_float":  # orjson writes float32 at float32 precision (shortest repr)
+    if encoding == "json_float32":  # orjson writes float32 at float32 precision
         import orjson
 
         values = np.ascontiguousarray(images, dtype=np.float32)
         return orjson.dumps({"instances": values}, option=orjson.OPT_SERIALIZE_NUMPY)
+    if encoding == "tensor_proto" and images.dtype != np.uint8:
+        return serving.encode_images(np.asarray(images, dtype=np.float32), encoding)
     return serving.encode_images(np.asarray(images), encoding)
 
 
-def export_cloud_model(
-    classifier, *, base: Path, name: str, input_scale: float | None
-) -> Path:
+def export_cloud_model(classifier, *, base: Path, name: str, input_scale: float | None) -> Path:
     """Export the float model for the server at ``<base>/<name>/1/``.
 
     A plain SavedModel is copied as it is (it already has its ``serving_default``); a Keras
@@ -82,6 +92,60 @@ def export_cloud_model(
         return target
     model = classifier.keras_model if classifier.keras_model is not None else classifier.native
     return Path(export.export_saved_model(model, base=base, name=name, input_scale=input_scale))
+
+
+def score(client, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """The served model's answers for ``images`` (stored units), in batches over REST."""
+    encoding = "json" if images.dtype == np.uint8 else "json_float32"
+    return np.concatenate(
+        [
+            np.asarray(
+                client.predict_body(request_body(images[i : i + batch_size], encoding)).outputs
+            )
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
+def measure_payloads(
+    server, name: str, images: np.ndarray, *, repeats: int = 100, has_png: bool = True
+) -> list[dict]:
+    """Bytes up and down and loopback latency of one image in every sensible encoding.
+
+    REST encodings go to ``server.url``, gRPC ones to ``server.grpc_url`` (when the server
+    speaks gRPC). Server overhead = loopback p50 - the server's compute p50 (its
+    ``Server-Timing``; over gRPC, the same compute time is reported in trailing metadata).
+    """
+    from workbench import serving
+
+    grpc_url = getattr(server, "grpc_url", None)
+    rows = []
+    for encoding, what in encodings_for(images, has_png=has_png, grpc=bool(grpc_url)).items():
+        protocol = "grpc" if encoding.startswith("tensor_proto") else "rest"
+        body = request_body(images[:1], encoding)
+        compute: list[float] = []
+        with serving.ServingClient(grpc_url if protocol == "grpc" else server.url, name) as client:
+            first = client.predict_body(body)
+
+            def call(client=client, body=body, compute=compute) -> None:
+                compute.append(client.predict_body(body).server_compute_ms or float("nan"))
+
+            stats = bench.measure_latency(call, warmup=10, repeats=repeats)
+        compute_p50 = float(np.nanmedian(compute[-stats.n :])) if compute else float("nan")
+        rows.append(
+            {
+                "encoding": encoding,
+                "protocol": protocol,
+                "request_bytes": first.request_bytes,
+                "response_bytes": first.response_bytes,
+                "loopback_p50_ms": stats.p50_ms,
+                "loopback_p95_ms": stats.p95_ms,
+                "compute_p50_ms": compute_p50,
+                "overhead_p50_ms": stats.p50_ms - compute_p50,
+                "what": what,
+            }
+        )
+    return rows
 
 
 def measure_cloud(
@@ -106,38 +170,10 @@ def measure_cloud(
 
     export_cloud_model(classifier, base=serving_base, name=name, input_scale=input_scale)
     has_png = getattr(classifier, "_signature", None) is None
-    encodings = encodings_for(x_test, has_png=has_png)
-    first = next(iter(encodings))
-    rows = []
-    with serving.serving(serving_base) as server, serving.ServingClient(server.url, name) as client:
-        probs = np.concatenate(
-            [
-                np.asarray(client.predict_body(request_body(x_test[i : i + batch_size], first)).outputs)
-                for i in range(0, len(x_test), batch_size)
-            ]
-        )
-        for encoding, what in encodings.items():
-            body = request_body(x_test[:1], encoding)
-            answer = client.predict_body(body)
-            compute: list[float] = []
-
-            def call(body=body, compute=compute) -> None:
-                compute.append(client.predict_body(body).server_compute_ms or float("nan"))
-
-            stats = bench.measure_latency(call, warmup=10, repeats=repeats)
-            compute_p50 = float(np.nanmedian(compute[-stats.n :]))
-            rows.append(
-                {
-                    "encoding": encoding,
-                    "request_bytes": answer.request_bytes,
-                    "response_bytes": answer.response_bytes,
-                    "loopback_p50_ms": stats.p50_ms,
-                    "loopback_p95_ms": stats.p95_ms,
-                    "compute_p50_ms": compute_p50,
-                    "overhead_p50_ms": stats.p50_ms - compute_p50,
-                    "what": what,
-                }
-            )
+    with serving.serving(serving_base, grpc=True) as server:
+        with serving.ServingClient(server.url, name) as client:
+            probs = score(client, x_test, batch_size=batch_size)
+        rows = measure_payloads(server, name, x_test, repeats=repeats, has_png=has_png)
     best = min(rows, key=lambda r: r["request_bytes"])
     return CloudMeasurement(
         probabilities=probs,
@@ -181,3 +217,97 @@ def compare(
     for key, row in zip(links, rows, strict=True):
         row["key"] = key
     return rows
+
+
+def batching_verdict(rows: list[dict], *, gain: float = 1.1) -> dict:
+    """Where server-side batching paid: client counts at which it raised throughput by more
+    than ``gain`` (rows of :func:`workbench.serving.batching_comparison`)."""
+    by = {(r["batching"], r["clients"]): r for r in rows}
+    clients = sorted({r["clients"] for r in rows})
+    pays = [
+        c
+        for c in clients
+        if (True, c) in by
+        and (False, c) in by
+        and by[(True, c)]["throughput_rps"] > gain * by[(False, c)]["throughput_rps"]
+    ]
+    ratios = {
+        c: by[(True, c)]["throughput_rps"] / by[(False, c)]["throughput_rps"]
+        for c in clients
+        if (True, c) in by and (False, c) in by and by[(False, c)]["throughput_rps"]
+    }
+    return {"pays_at_clients": pays, "throughput_ratio": ratios}
+
+
+def conclusions(
+    *,
+    edge_variant: str,
+    edge_accuracy: float,
+    edge_latency,
+    cloud_accuracy: float,
+    payloads: list[dict],
+    best_encoding: str,
+    server_overhead_ms: float,
+    links: list[dict],
+    links_slow: list[dict],
+    edge_slowdown: float,
+    load: dict,
+    batching: dict,
+    bandwidth: list[dict],
+    bandwidth_skipped: str | None,
+    threads: int = 1,
+) -> str:
+    """Notebook 04's findings in a few Markdown bullets (every number from the arguments)."""
+    best = next(p for p in payloads if p["encoding"] == best_encoding)
+    json_row = next((p for p in payloads if p["encoding"] == "json"), None)
+
+    def names(rows, side):
+        return ", ".join(r["link"] for r in rows if r["faster"] == side) or "no link"
+
+    lines = [
+        f"- **Edge** ({edge_variant}, {threads} thread(s)): accuracy {edge_accuracy:.4f}, "
+        f"p50 {edge_latency.p50_ms:.3f} ms, p95 {edge_latency.p95_ms:.3f} ms.",
+        f"- **Cloud** (float model behind the server): accuracy {cloud_accuracy:.4f}; loopback "
+        f"p50 {best['loopback_p50_ms']:.3f} ms with '{best_encoding}' "
+        f"({best['request_bytes']:,} bytes up, over {best['protocol'].upper()}); server "
+        f"overhead {server_overhead_ms:.3f} ms.",
+    ]
+    if json_row:
+        lines.append(
+            f"- **Payloads**: one image is {json_row['request_bytes']:,} bytes as JSON integers "
+            f"and {best['request_bytes']:,} bytes as '{best_encoding}' "
+            f"({json_row['request_bytes'] / best['request_bytes']:.1f}x fewer)."
+        )
+    lines += [
+        f"- **Edge is faster on**: {names(links, 'edge')}; **cloud is faster on**: "
+        f"{names(links, 'cloud')}.",
+        f"- **What-if, edge {edge_slowdown:g}x slower**: the cloud is faster on "
+        f"{names(links_slow, 'cloud')}; the edge still wins on {names(links_slow, 'edge')}.",
+        f"- **Under load**: {load['throughput_rps']:.1f} requests/s from {load['clients']} "
+        f"clients, {load['failures']} failures, server CPU utilisation "
+        f"{load['cpu_utilisation']:.0%}.",
+    ]
+    ratios = batching.get("throughput_ratio", {})
+    if ratios:
+        pays = batching.get("pays_at_clients") or []
+        lines.append(
+            "- **Server-side batching** changed throughput by "
+            + ", ".join(f"{r:.2f}x at {c} client(s)" for c, r in ratios.items())
+            + (
+                f": it pays from {min(pays)} concurrent clients, when requests arrive while "
+                "the model is busy and can share its next call."
+                if pays
+                else ": it did not pay here (too few requests waiting at once)."
+            )
+        )
+    if bandwidth:
+        within = sum(r["verdict"] == "within" for r in bandwidth)
+        worst = max(bandwidth, key=lambda r: abs(r["error"]))
+        lines.append(
+            f"- **Link model on real shaped links**: {within} of {len(bandwidth)} cells within "
+            f"15%; the largest deviation {worst['error']:+.0%} ({worst['size_bytes']:,} bytes at "
+            f"{worst['rate_mbps']:g} Mbit/s, {worst['connection']})."
+        )
+    elif bandwidth_skipped:
+        lines.append(f"- Link model on real links: not checked here ({bandwidth_skipped}).")
+    return "\n".join(lines)

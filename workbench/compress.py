@@ -154,7 +154,12 @@ def _is_kernel(name: str) -> bool:
 
 
 def pruning_schedule(
-    final_sparsity: float, total_steps: int, *, ramp_fraction: float = 0.7, prunings: int = 10
+    final_sparsity: float,
+    total_steps: int,
+    *,
+    initial_sparsity: float = 0.0,
+    ramp_fraction: float = 0.7,
+    prunings: int = 10,
 ):
     """A polynomial schedule that really reaches ``final_sparsity`` within ``total_steps``.
 
@@ -162,16 +167,22 @@ def pruning_schedule(
     defaults (frequency 100, end_step 1000) a short fine-tune prunes nothing. Here the
     ramp ends at ``ramp_fraction`` of the run (the rest fine-tunes at the target) and
     ``end_step`` is a multiple of ``frequency``, so the last pruning step hits the target.
+    ``initial_sparsity`` continues from a model that is already that sparse (progressive
+    pruning: 50% -> 70% -> 80% reuses each level's fine-tuning instead of starting over).
     """
     import tensorflow_model_optimization as tfmot
 
     if not 0.0 < final_sparsity < 1.0:
         raise ValueError(f"final_sparsity must be between 0 and 1, not {final_sparsity}")
+    if not 0.0 <= initial_sparsity < final_sparsity:
+        raise ValueError(
+            f"initial_sparsity {initial_sparsity} must be in [0, final_sparsity={final_sparsity})"
+        )
     ramp = max(1, int(total_steps * ramp_fraction))
     frequency = max(1, ramp // prunings)
     end_step = frequency * max(1, ramp // frequency)
     return tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0,
+        initial_sparsity=initial_sparsity,
         final_sparsity=final_sparsity,
         begin_step=0,
         end_step=end_step,
@@ -202,19 +213,29 @@ def prune(
     the network must re-learn around the weights it loses. Augmentation is off by default:
     a short fine-tune recovers more accuracy without it (it has no time to overfit).
 
+    A model that is already sparse (an earlier, lower level) is pruned on from its current
+    sparsity: progressive pruning, which reuses the earlier fine-tuning.
+
     Raises:
         TechniqueError: no layer can be pruned, or tfmot refuses the model.
     """
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
-    schedule = pruning_schedule(sparsity, max(1, steps))
+    def wanted(layer) -> bool:
+        return (
+            layer.name not in keep_dense
+            and _has_kernel(layer)
+            and prune_registry.PruneRegistry.supports(layer)
+        )
+
+    current = min((_layer_sparsity(layer) for layer in model.layers if wanted(layer)), default=0.0)
+    start = current if current < sparsity else 0.0
+    schedule = pruning_schedule(sparsity, max(1, steps), initial_sparsity=start)
     pruned = _wrap_layers(
         model,
         lambda layer: tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule),
-        lambda layer: layer.name not in keep_dense
-        and _has_kernel(layer)
-        and prune_registry.PruneRegistry.supports(layer),
+        wanted,
         what="pruning",
     )
     fine_tune(
@@ -233,6 +254,13 @@ def prune(
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     return _recompiled(stripped, learning_rate)
+
+
+def _layer_sparsity(layer) -> float:
+    """Share of exactly-zero weights in a layer's kernels."""
+    kernels = [np.asarray(w.numpy()) for w in layer.weights if _is_kernel(w.name)]
+    total = sum(k.size for k in kernels)
+    return sum(int(np.count_nonzero(k == 0)) for k in kernels) / total if total else 0.0
 
 
 def _clone(model):
@@ -424,8 +452,10 @@ def quantization_aware(
     scheme = schemes[preserve]()
     try:
         with q.quantize_scope({type(keep_float).__name__: type(keep_float)}):
-            qat = q.quantize_apply(annotated) if scheme is None else q.quantize_apply(
-                annotated, scheme
+            qat = (
+                q.quantize_apply(annotated)
+                if scheme is None
+                else q.quantize_apply(annotated, scheme)
             )
     except Exception as err:  # noqa: BLE001 - tfmot raises many types
         raise TechniqueError(f"{what}: {_first_line(err)}") from err
@@ -603,6 +633,49 @@ def size_of(blob: bytes) -> Size:
 
 
 # ---------------------------------------------------------------- quantization by hand
+
+
+def first_kernel(model) -> tuple[str, np.ndarray]:
+    """(name, weights) of the first kernel in ``model`` (the first convolution, usually)."""
+    for name, kernel in _kernels(model):
+        return name, kernel
+    raise ValueError(f"{model.name} has no layer with a kernel")
+
+
+def quantization_demo(
+    kernel: np.ndarray, *, fixed_point_bits: int = 6, show: int = 8
+) -> tuple[list[dict], dict[str, dict[str, float]]]:
+    """The same weights quantized three ways: symmetric int8, affine int8, fixed point.
+
+    Returns:
+        ``(rows, errors)``: the first ``show`` weights with their codes and restored values,
+        and per method its scale, zero point and largest rounding error.
+    """
+    flat = np.asarray(kernel, dtype=np.float32).ravel()
+    sym, aff = symmetric_quantize(flat), affine_quantize(flat)
+    step = 2.0**fixed_point_bits
+    fixed = np.round(flat * step) / step
+    rows = [
+        {
+            "float": float(flat[i]),
+            "int8 code (symmetric)": int(sym["q"][i]),
+            "restored (symmetric)": float(sym["restored"][i]),
+            "int8 code (affine)": int(aff["q"][i]),
+            "restored (affine)": float(aff["restored"][i]),
+            f"fixed point p={fixed_point_bits}": float(fixed[i]),
+        }
+        for i in range(min(show, flat.size))
+    ]
+    errors = {
+        "symmetric": {k: float(sym[k]) for k in ("scale", "zero_point", "max_abs_error")},
+        "affine": {k: float(aff[k]) for k in ("scale", "zero_point", "max_abs_error")},
+        f"fixed_point_p{fixed_point_bits}": {
+            "scale": 1 / step,
+            "zero_point": 0.0,
+            "max_abs_error": float(np.abs(fixed - flat).max()),
+        },
+    }
+    return rows, errors
 
 
 def affine_quantize(values: np.ndarray, *, bits: int = 8) -> dict[str, np.ndarray | float | int]:

@@ -338,6 +338,17 @@ def load_iris() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
 # ------------------------------------------------------------------ your own images
 
 
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(fit, validation)`` of ``n`` training images: a seeded random ``fraction``
+    held out. Notebook 02 holds out these images when it trains the cloud model, and
+    notebooks 03-05 judge compressed models on them (same seed, fraction and count)."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the validation fraction must be in [0, 1), not {fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(fraction * n))
+    return order[n_val:], order[:n_val]
+
+
 def load_image_dataset(
     path: str | os.PathLike,
     *,

@@ -179,24 +179,30 @@ def improved_cnn(*, dropout: float = 0.25, bn_momentum: float = 0.9):
     return keras.Model(inputs, outputs, name="improved_cnn")
 
 
-def student_cnn(*, width: int = 16):
+def student_cnn(
+    *,
+    width: int = 16,
+    input_shape: tuple[int, int, int] = INPUT_SHAPE,
+    num_classes: int = NUM_CLASSES,
+):
     """A small edge student for distillation: two conv blocks, global pooling, softmax.
 
-    About a tenth of the improved CNN's parameters and MACs.
+    About a tenth of the improved CNN's parameters and MACs at 32x32x3. Any image size and
+    class count (a student for any teacher).
     """
     import tf_keras as keras
     from tf_keras import layers
 
     return keras.Sequential(
         [
-            keras.Input(INPUT_SHAPE, name="image"),
+            keras.Input(tuple(input_shape), name="image"),
             layers.Conv2D(width, 3, padding="same", activation="relu", name="conv1"),
             layers.MaxPooling2D(2, name="pool1"),
             layers.Conv2D(2 * width, 3, padding="same", activation="relu", name="conv2"),
             layers.MaxPooling2D(2, name="pool2"),
             layers.Conv2D(4 * width, 3, padding="same", activation="relu", name="conv3"),
             layers.GlobalAveragePooling2D(name="gap"),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities"),
+            layers.Dense(num_classes, activation="softmax", name="probabilities"),
         ],
         name="student_cnn",
     )

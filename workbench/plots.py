@@ -326,3 +326,44 @@ def cascade(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def best_split_profiles(
+    rows: list[dict],
+    *,
+    edge_slowdown: float,
+    server_overhead_ms: float,
+    response_bytes: int,
+    rtts_ms: Sequence[float] = (5, 50, 300),
+):
+    """The best cut against uplink bandwidth at a few RTTs: this CPU, and an edge
+    ``edge_slowdown`` times slower (two panels). ``rows``: :func:`collab.profile_splits`."""
+    from workbench import collab
+
+    ups = np.logspace(-1, 3, 60)
+    slow = [{**r, "edge_ms": r["edge_ms"] * edge_slowdown} for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    for ax, profile, title in (
+        (axes[0], rows, "this CPU as the edge"),
+        (axes[1], slow, f"what-if: edge {edge_slowdown:g}x slower"),
+    ):
+        curves = {
+            f"RTT {rtt:g} ms": (
+                ups,
+                collab.best_split_curve(
+                    profile,
+                    rtt_ms=rtt,
+                    uplinks_mbps=ups,
+                    server_overhead_ms=server_overhead_ms,
+                    response_bytes=response_bytes,
+                ),
+            )
+            for rtt in rtts_ms
+        }
+        positions = {r["index"]: i for i, r in enumerate(rows)}
+        curves = {k: (u, [positions[c] for c in chosen]) for k, (u, chosen) in curves.items()}
+        best_split_steps(
+            curves, labels=[r["after"] for r in rows], title=f"Best cut: {title}", ax=ax
+        )
+    fig.tight_layout()
+    return fig

@@ -1,18 +1,22 @@
-"""Build, convert and measure a model's edge variants: the table behind "how small, how fast?".
+"""Build, convert and measure a model's edge variants, and search them within an accuracy budget.
 
 A *variant* is a recipe (a chain of compression techniques, then a TFLite conversion) and
-what it measures on the edge runtime: accuracy, agreement with the float model, bytes
-(raw and gzip), latency at the chosen thread count. :func:`build_variants` runs every recipe
-for any :class:`~workbench.contract.ImageClassifier`:
+what it measures on the edge runtime: accuracy on the test images and on validation images
+held out from training, agreement with the float model, bytes (raw and gzip), latency at the
+chosen thread count. Works for any :class:`~workbench.contract.ImageClassifier`:
 
 - the four post-training variants (``float32``, ``dynamic_range``, ``float16``, ``int8``)
   need no tf-keras and run for every model;
-- the tfmot variants (pruning, QAT, PQAT, PCQAT) need the model's tf-keras form; when it
-  has none, or a technique or the converter refuses the model, the variant is reported as
-  ``skipped`` with the reason, and the run goes on.
+- the tfmot variants (pruning, clustering, QAT, PQAT, PCQAT) and structured pruning need
+  the model's tf-keras form; when it has none, or a technique or the converter refuses the
+  model, the variant is reported as ``skipped`` with the reason, and the run goes on.
 
-Intermediate models are shared: the pruned model feeds ``pruned_float32``, ``pruned_int8``,
-PQAT and the clustering behind PCQAT, and is built once.
+:func:`search` answers "what is the smallest, and what is the fastest, edge model that loses
+at most ``budget_pp`` points?": it climbs a ladder of sparsities (each level pruned on from
+the one before, reusing its fine-tuning) until the validation accuracy leaves the budget,
+clusters and trains quantization-aware from the sparsest level within it, tries structured
+pruning (fewer channels, fewer multiply-accumulates), and picks the winners on the
+validation images. :func:`build_variants` builds a fixed list of recipes.
 """
 
 from __future__ import annotations
@@ -65,8 +69,6 @@ class Recipe:
 class Settings:
     """How hard to work on the variants. Work is counted in optimizer steps, not epochs."""
 
-    sparsity: float = 0.8  # target share of zero weights for the pruned variants
-    clusters: int = 16  # shared values per kernel after clustering
     prune_steps: int = 300  # fine-tuning steps while pruning (learning rate 1e-3)
     slim_steps: int = 600  # fine-tuning steps after channel pruning (cosine decay from 1e-3)
     cluster_steps: int = 100  # fine-tuning steps while clustering
@@ -77,21 +79,6 @@ class Settings:
     threads: int = 1  # interpreter threads: 1 models a small edge core
     keep_dense: tuple[str, ...] = ()  # layers never pruned or clustered
     seed: int = 0
-
-
-def default_recipes(settings: Settings) -> list[Recipe]:
-    """The post-training variants and tfmot's collaborative-optimization chain."""
-    prune = Step.of("prune", sparsity=settings.sparsity)
-    cluster = Step.of("cluster", clusters=settings.clusters)
-    recipes = [Recipe(v, (), v) for v in POST_TRAINING]
-    recipes += [
-        Recipe("pruned_float32", (prune,), "float32"),
-        Recipe("pruned_int8", (prune,), "int8"),
-        Recipe("qat_int8", (Step.of("qat"),), "int8"),
-        Recipe("pqat_int8", (prune, Step.of("pqat")), "int8"),
-        Recipe("pcqat_int8", (prune, cluster, Step.of("pcqat")), "int8"),
-    ]
-    return recipes
 
 
 @dataclass
@@ -114,6 +101,8 @@ class Variant:
     agreement_float: float | None = None  # same top-1 class as the float model
     agreement_source: float | None = None  # same top-1 class as the Keras model it came from
     input_dtype: str | None = None
+    macs: int | None = None  # multiply-accumulates per image of the model converted
+    sparsity: float | None = None  # share of zero weights in its kernels
     build_seconds: float | None = None
     file: str | None = None
     blob: bytes | None = field(default=None, repr=False)
@@ -167,77 +156,6 @@ class Evaluation:
 def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy of class scores against integer labels."""
     return float(np.mean(np.argmax(probabilities, axis=1) == np.asarray(y)))
-
-
-def build_variants(
-    classifier,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    evaluation: Evaluation,
-    *,
-    input_scale: float | None,
-    settings: Settings | None = None,
-    recipes: list[Recipe] | None = None,
-    out_dir: Path | None = None,
-    file_prefix: str = "",
-    progress: bool = True,
-    on_variant: Callable[[Variant], None] | None = None,
-) -> list[Variant]:
-    """Build, convert and measure every recipe; never stops on a technique that fails.
-
-    Args:
-        classifier: the float model (:class:`~workbench.contract.ImageClassifier`).
-        x_train, y_train: training images (stored units) for fine-tuning and calibration.
-        evaluation: test images and the float model's answers (:meth:`Evaluation.of`).
-        out_dir: where to write ``{file_prefix}{variant}.tflite`` (None: keep bytes only).
-        on_variant: called with each finished variant (e.g. to print a line).
-
-    Returns:
-        One :class:`Variant` per recipe, in order, ``ok`` or ``skipped`` with its reason.
-    """
-    from tqdm.auto import tqdm
-
-    settings = settings or Settings()
-    recipes = recipes if recipes is not None else default_recipes(settings)
-    builder = _Builder(classifier, x_train, y_train, settings, input_scale, recipes, progress)
-    results = []
-    for recipe in tqdm(recipes, desc="variants", disable=not progress):
-        t0 = time.perf_counter()
-        try:
-            source, source_probs = builder.source(recipe, evaluation)
-            blob = compress.to_tflite(
-                source,
-                recipe.tflite,
-                input_scale=input_scale,
-                x_calibration=x_train,
-                calibration_samples=settings.calibration_samples,
-            )
-            variant = measure(
-                blob,
-                recipe,
-                evaluation,
-                source_probs=source_probs,
-                threads=settings.threads,
-                repeats=settings.latency_repeats,
-            )
-        except (compress.TechniqueError, compress.ConversionError, _Skip) as err:
-            variant = Variant(recipe.name, recipe.describe(), "skipped", reason=str(err))
-        except edge.EdgeModelError as err:
-            variant = Variant(
-                recipe.name, recipe.describe(), "skipped", reason=f"LiteRT refused it: {err}"
-            )
-        variant.build_seconds = time.perf_counter() - t0
-        if variant.ok and out_dir is not None:
-            path = Path(out_dir) / f"{file_prefix}{recipe.name}.tflite"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(variant.blob)
-            variant.file = path.name
-        builder.done_with(recipe)
-        results.append(variant)
-        if on_variant:
-            on_variant(variant)
-    builder.release()
-    return results
 
 
 def measure(
@@ -322,47 +240,110 @@ def winners(variants: list[Variant], budget_pp: float) -> dict[str, str | None]:
     }
 
 
+def frontier(variants: list[Variant], cost: str) -> list[str]:
+    """Names on the Pareto frontier of validation accuracy against ``cost`` (a Variant field
+    such as ``gzip_bytes`` or ``p50_ms``): no other variant is both cheaper and more accurate."""
+    ok = [v for v in variants if v.ok]
+    acc = {v.variant: v.val_accuracy if v.val_accuracy is not None else v.accuracy for v in ok}
+    front, best = [], -np.inf
+    for v in sorted(ok, key=lambda v: (getattr(v, cost), -acc[v.variant])):
+        if acc[v.variant] > best:
+            front.append(v.variant)
+            best = acc[v.variant]
+    return front
+
+
+# ===================================================================== building variants
+
+
 class _Skip(RuntimeError):
     """A recipe cannot run on this model (e.g. no tf-keras form); the message says why."""
 
 
-class _Builder:
-    """Applies recipe steps, sharing intermediate models between recipes, freeing them after."""
+class _Runner:
+    """Builds and measures recipes one at a time, sharing intermediate models between them.
 
-    def __init__(self, classifier, x_train, y_train, settings, input_scale, recipes, progress):
+    Intermediate models are cached by their chain of steps (the 80% pruned model feeds its
+    int8 variant, PQAT, the clustering behind PCQAT and the next sparsity level) until
+    :meth:`keep_only` drops those no longer needed (memory: Binder has 2 GB).
+    """
+
+    def __init__(self, classifier, x_train, y_train, evaluation, *, input_scale, settings,
+                 out_dir, file_prefix, progress, on_variant):  # fmt: skip
         self.classifier = classifier
         self.x_train, self.y_train = x_train, y_train
-        self.settings = settings
+        self.evaluation = evaluation
         self.input_scale = input_scale
+        self.settings = settings
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.file_prefix = file_prefix
         self.progress = progress
+        self.on_variant = on_variant
         self.cache: dict[tuple[Step, ...], object] = {}
         self.failed: dict[tuple[Step, ...], str] = {}
-        self.pending = [r.steps for r in recipes]
+        self.results: list[Variant] = []
 
-    def source(self, recipe: Recipe, evaluation: Evaluation):
-        """The model to convert and its predictions on the test images."""
-        if not recipe.steps:
-            c = self.classifier
-            if c.keras_model is not None:
-                return c.keras_model, evaluation.float_probs
-            if c._signature is not None:  # a plain SavedModel: convert the folder itself
-                return c.path, evaluation.float_probs
-            return c.native, evaluation.float_probs
-        if self.classifier.keras_model is None:
-            raise _Skip(
-                f"{recipe.steps[0].technique} needs the model in tf-keras: "
-                f"{self.classifier.keras_note}"
+    def run(self, recipe: Recipe) -> Variant:
+        """Build, convert, measure (and write) one recipe; a failure becomes ``skipped``."""
+        t0 = time.perf_counter()
+        try:
+            source, source_probs = self._source(recipe)
+            blob = compress.to_tflite(
+                source,
+                recipe.tflite,
+                input_scale=self.input_scale,
+                x_calibration=self.x_train,
+                calibration_samples=self.settings.calibration_samples,
             )
-        model = self._model(recipe.steps)
-        return model, model.predict(evaluation.x_test, batch_size=256, verbose=0)
+            variant = measure(
+                blob,
+                recipe,
+                self.evaluation,
+                source_probs=source_probs,
+                threads=self.settings.threads,
+                repeats=self.settings.latency_repeats,
+            )
+            variant.macs, variant.sparsity = _shape_of(source)
+        except (compress.TechniqueError, compress.ConversionError, _Skip) as err:
+            variant = Variant(recipe.name, recipe.describe(), "skipped", reason=str(err))
+        except edge.EdgeModelError as err:
+            reason = f"LiteRT refused it: {err}"
+            variant = Variant(recipe.name, recipe.describe(), "skipped", reason=reason)
+        variant.build_seconds = time.perf_counter() - t0
+        if variant.ok and self.out_dir is not None:
+            from workbench import atomic
 
-    def _model(self, steps: tuple[Step, ...]):
+            path = self.out_dir / f"{self.file_prefix}{recipe.name}.tflite"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes(path, variant.blob)
+            variant.file = path.name
+        self.results.append(variant)
+        if self.on_variant:
+            self.on_variant(variant)
+        return variant
+
+    def _source(self, recipe: Recipe):
+        """The model to convert and its answers on the test images."""
+        c = self.classifier
+        if not recipe.steps:
+            if c.keras_model is not None:
+                return c.keras_model, self.evaluation.float_probs
+            if c._signature is not None:  # a plain SavedModel: convert the folder itself
+                return c.path, self.evaluation.float_probs
+            return c.native, self.evaluation.float_probs
+        if c.keras_model is None:
+            raise _Skip(f"{recipe.steps[0].technique} needs the model in tf-keras: {c.keras_note}")
+        model = self.model(recipe.steps)
+        return model, _predict(model, self.evaluation.x_test)
+
+    def model(self, steps: tuple[Step, ...]):
+        """The tf-keras model after ``steps`` (built once, from the longest cached prefix)."""
         if not steps:
             return self.classifier.keras_model
         if steps in self.failed:
             raise _Skip(self.failed[steps])
         if steps not in self.cache:
-            base = self._model(steps[:-1])
+            base = self.model(steps[:-1])
             try:
                 self.cache[steps] = self._apply(steps[-1], base)
             except compress.TechniqueError as err:
@@ -379,37 +360,43 @@ class _Builder:
             seed=s.seed,
         )
         x, y = self.x_train, self.y_train
+        keep = self._keep(kw.pop("keep", "ends"))
         if step.technique == "slim":  # structured: fewer channels, fewer MACs, faster
             from workbench import slim
 
             kw.setdefault("steps", s.slim_steps)
             return slim.prune_channels(model, x, y, **kw, **common).model
         if step.technique == "prune":
-            return compress.prune(
-                model, x, y, steps=s.prune_steps, keep_dense=s.keep_dense, **kw, **common
-            )
+            kw.setdefault("steps", s.prune_steps)
+            return compress.prune(model, x, y, keep_dense=keep, **kw, **common)
         if step.technique == "cluster":
-            return compress.cluster(
-                model, x, y, steps=s.cluster_steps, keep_dense=s.keep_dense, **kw, **common
-            )
+            kw.setdefault("steps", s.cluster_steps)
+            return compress.cluster(model, x, y, keep_dense=keep, **kw, **common)
         preserve = {"qat": None, "pqat": "sparsity", "pcqat": "clusters"}[step.technique]
-        return compress.quantization_aware(
-            model, x, y, steps=s.qat_steps, preserve=preserve, **kw, **common
-        )
+        kw.setdefault("steps", s.qat_steps)
+        return compress.quantization_aware(model, x, y, preserve=preserve, **kw, **common)
 
-    def done_with(self, recipe: Recipe) -> None:
-        """Drop intermediate models no remaining recipe needs (memory: Binder has 2 GB)."""
-        self.pending.remove(recipe.steps)
-        needed = {p[:i] for p in self.pending for i in range(1, len(p) + 1)}
+    def _keep(self, which: str) -> tuple[str, ...]:
+        """Layers left dense: ``"ends"`` = the first and the last layer with a kernel (few
+        weights, much accuracy), ``"none"`` = prune everything; plus ``settings.keep_dense``."""
+        extra = tuple(self.settings.keep_dense)
+        if which == "none" or self.classifier.keras_model is None:
+            return extra
+        with_kernel = [
+            layer.name
+            for layer in self.classifier.keras_model.layers
+            if any(compress._is_kernel(w.name) for w in layer.weights)
+        ]
+        return tuple(dict.fromkeys(with_kernel[:1] + with_kernel[-1:] + list(extra)))
+
+    def keep_only(self, chains) -> None:
+        """Drop cached models except ``chains`` and their prefixes; give memory back."""
+        needed = {c[:i] for c in chains for i in range(1, len(c) + 1)}
         dropped = [k for k in self.cache if k not in needed]
         for key in dropped:
             del self.cache[key]
         if dropped:
             self._free()
-
-    def release(self) -> None:
-        self.cache.clear()
-        self._free()
 
     def _free(self) -> None:
         from workbench import bridge
@@ -417,3 +404,399 @@ class _Builder:
         compress.free_memory()  # clears tf-keras' session, and with it its layer-name counters
         if self.classifier.keras_model is not None:
             bridge.reserve_layer_names(self.classifier.keras_model)
+
+
+def _shape_of(source) -> tuple[int | None, float | None]:
+    """MACs per image and kernel sparsity of a tf-keras source model (None for others)."""
+    import tf_keras
+
+    from workbench import models
+
+    if not isinstance(source, tf_keras.Model):
+        return None, None
+    try:
+        macs = models.count_macs(source)
+    except (ValueError, AttributeError):
+        macs = None
+    return macs, compress.overall_sparsity(source)
+
+
+def _predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Inference-mode outputs by direct calls (no ``predict`` function to trace: for a
+    quantization-aware model with many layers, tracing costs far more than the call)."""
+    return np.concatenate(
+        [
+            np.asarray(model(x[i : i + batch_size], training=False))
+            for i in range(0, len(x), batch_size)
+        ]
+    )
+
+
+def build_variants(
+    classifier,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    evaluation: Evaluation,
+    *,
+    input_scale: float | None,
+    recipes: list[Recipe],
+    settings: Settings | None = None,
+    out_dir: Path | None = None,
+    file_prefix: str = "",
+    progress: bool = True,
+    on_variant: Callable[[Variant], None] | None = None,
+) -> list[Variant]:
+    """Build, convert and measure every recipe; never stops on a technique that fails.
+
+    Args:
+        classifier: the float model (:class:`~workbench.contract.ImageClassifier`).
+        x_train, y_train: training images (stored units) for fine-tuning and calibration.
+        evaluation: test and validation images, the float model's answers
+            (:meth:`Evaluation.of`).
+        recipes: what to build, in order.
+        out_dir: where to write ``{file_prefix}{variant}.tflite`` (None: keep bytes only).
+        on_variant: called with each finished variant (e.g. to print a line).
+
+    Returns:
+        One :class:`Variant` per recipe, in order, ``ok`` or ``skipped`` with its reason.
+    """
+    from tqdm.auto import tqdm
+
+    runner = _Runner(classifier, x_train, y_train, evaluation, input_scale=input_scale,
+                     settings=settings or Settings(), out_dir=out_dir, file_prefix=file_prefix,
+                     progress=progress, on_variant=on_variant)  # fmt: skip
+    for i, recipe in enumerate(tqdm(recipes, desc="variants", disable=not progress)):
+        runner.run(recipe)
+        runner.keep_only([r.steps for r in recipes[i + 1 :]])
+    runner.keep_only([])
+    return runner.results
+
+
+# ===================================================================== the budgeted search
+
+
+@dataclass
+class SearchSpace:
+    """What :func:`search` tries. Cheap things are searched; expensive ones are few."""
+
+    sparsities: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9)  # the ladder, pruned progressively
+    compare_all_layers: bool = True  # also prune every layer (not the ends) at the best level
+    clusters: tuple[int, ...] = (16, 8)  # PCQAT from the sparsest level within budget
+    qat: bool = True  # plain quantization-aware training of the float model
+    slim_fractions: tuple[float, ...] = (0.25, 0.5)  # structured pruning: channels removed
+
+
+@dataclass
+class SearchResult:
+    """Every variant built, the winners within the budget, the frontiers, and the search's
+    own account of what it tried and why it stopped."""
+
+    variants: list[Variant]
+    budget_pp: float
+    winners: dict[str, str | None]
+    frontier_size: list[str]  # validation accuracy against gzip bytes
+    frontier_speed: list[str]  # validation accuracy against p50 latency
+    log: list[dict]
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.variant == name)
+
+
+def pct(x: float) -> int:
+    return int(round(100 * x))
+
+
+def search(
+    classifier,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    evaluation: Evaluation,
+    *,
+    input_scale: float | None,
+    budget_pp: float = 1.0,
+    settings: Settings | None = None,
+    space: SearchSpace | None = None,
+    out_dir: Path | None = None,
+    file_prefix: str = "",
+    progress: bool = True,
+    on_variant: Callable[[Variant], None] | None = None,
+) -> SearchResult:
+    """The smallest and the fastest edge variant within ``budget_pp`` points of the float model.
+
+    In order (each step's decision is logged):
+
+    1. the four post-training variants, and plain QAT;
+    2. a sparsity ladder (``space.sparsities``), each level pruned on from the previous one
+       with the first and last layers left dense, converted to int8, climbed until the
+       validation accuracy leaves the budget;
+    3. at the sparsest level within the budget: the same sparsity over every layer (is
+       leaving the ends dense worth it?), its float32 file (zeros only pay after gzip),
+       PQAT, and sparsity-preserving clustering + PCQAT for each cluster count;
+    4. structured pruning for each fraction of channels removed (fewer MACs: the only way
+       to a faster model on a CPU without 8-bit dot-product instructions), float32 and
+       int8, stopped when over budget; the best one within budget also pruned to the
+       sparsest level (small *and* fast).
+
+    The budget is judged on the validation images (held out from training, not the test
+    images of the final table).
+    """
+    settings = settings or Settings()
+    space = space or SearchSpace()
+    runner = _Runner(classifier, x_train, y_train, evaluation, input_scale=input_scale,
+                     settings=settings, out_dir=out_dir, file_prefix=file_prefix,
+                     progress=progress, on_variant=on_variant)  # fmt: skip
+    log: list[dict] = []
+
+    def within(v: Variant) -> bool:
+        return bool(within_budget([v], budget_pp))
+
+    def note(step: str, variant: Variant | None, decision: str) -> None:
+        log.append(
+            {
+                "step": step,
+                "variant": variant.variant if variant else None,
+                "status": variant.status if variant else None,
+                "val_delta_pp": variant.val_delta_pp if variant else None,
+                "gzip_bytes": variant.gzip_bytes if variant else None,
+                "p50_ms": variant.p50_ms if variant else None,
+                "decision": decision,
+            }
+        )
+
+    # 1. post-training, and plain QAT
+    for name in POST_TRAINING:
+        v = runner.run(Recipe(name, (), name))
+        note("post-training", v, "measured")
+    if space.qat:
+        v = runner.run(Recipe("qat_int8", (Step.of("qat"),), "int8"))
+        note("quantization-aware training", v, "measured")
+        runner.keep_only([])
+
+    # 2. the sparsity ladder
+    chain: tuple[Step, ...] = ()
+    best_chain, best_level = None, None
+    for level in sorted(space.sparsities):
+        chain = (*chain, Step.of("prune", sparsity=level))
+        v = runner.run(Recipe(f"pruned{pct(level)}_int8", chain, "int8"))
+        if v.ok and within(v):
+            best_chain, best_level = chain, level
+            note("sparsity ladder", v, f"within {budget_pp:g} pp: climb on")
+            runner.keep_only([chain])
+            continue
+        why = "skipped" if not v.ok else f"loses more than {budget_pp:g} pp"
+        note("sparsity ladder", v, f"{why}: stop climbing")
+        break
+    if best_chain is None and runner.results[-1].ok and len(chain) == 1:
+        best_chain, best_level = chain, space.sparsities[0]  # the lowest level, for reference
+        note("sparsity ladder", None, "no level within budget: continue from the lowest one")
+
+    # 3. from the sparsest level within budget
+    if best_chain is not None:
+        runner.keep_only([best_chain])
+        s = pct(best_level)
+        v = runner.run(Recipe(f"pruned{s}_float32", best_chain, "float32"))
+        note("zeros and gzip", v, "float32 with zeros: small only after gzip")
+        if space.compare_all_layers:
+            all_chain = (Step.of("prune", sparsity=best_level, keep="none",
+                                 steps=settings.prune_steps * len(best_chain)),)  # fmt: skip
+            v = runner.run(Recipe(f"pruned{s}_all_int8", all_chain, "int8"))
+            runner.keep_only([best_chain])
+            note("which layers stay dense", v, "every layer pruned, same budget of steps")
+        v = runner.run(Recipe(f"pqat{s}_int8", (*best_chain, Step.of("pqat")), "int8"))
+        note("pruning-preserving QAT", v, "measured")
+        runner.keep_only([best_chain])
+        for k in space.clusters:
+            steps = (*best_chain, Step.of("cluster", clusters=k), Step.of("pcqat"))
+            v = runner.run(Recipe(f"pcqat{s}_c{k}_int8", steps, "int8"))
+            note("clustering + PCQAT", v, f"{k} shared values per kernel")
+            runner.keep_only([best_chain])
+
+    # 4. structured pruning: fewer channels
+    best_slim, best_fraction = None, None
+    for fraction in sorted(space.slim_fractions):
+        slim_chain = (Step.of("slim", fraction=fraction),)
+        f = pct(fraction)
+        v = runner.run(Recipe(f"slim{f}_float32", slim_chain, "float32"))
+        if v.ok:
+            runner.run(Recipe(f"slim{f}_int8", slim_chain, "int8"))
+        if v.ok and within(v):
+            best_slim, best_fraction = slim_chain, fraction
+            note("structured pruning", v, f"{f}% of channels removed, within budget: more")
+            runner.keep_only([slim_chain] + ([best_chain] if best_chain else []))
+            continue
+        why = "skipped" if not v.ok else f"loses more than {budget_pp:g} pp"
+        note("structured pruning", v, f"{why}: stop")
+        break
+    if best_slim is not None and best_level is not None:
+        steps = (*best_slim, Step.of("prune", sparsity=best_level))
+        name = f"slim{pct(best_fraction)}_pruned{pct(best_level)}_int8"
+        v = runner.run(Recipe(name, steps, "int8"))
+        note("structured + unstructured", v, "fewer channels, then sparse, then int8")
+    runner.keep_only([])
+
+    variants = runner.results
+    return SearchResult(
+        variants=variants,
+        budget_pp=budget_pp,
+        winners=winners(variants, budget_pp),
+        frontier_size=frontier(variants, "gzip_bytes"),
+        frontier_speed=frontier(variants, "p50_ms"),
+        log=log,
+    )
+
+
+# ===================================================================== reading the results
+
+
+def styled(df):
+    """The variants table formatted for reading (a pandas Styler)."""
+    formats = {
+        "accuracy": "{:.4f}",
+        "delta_pp": "{:+.2f}",
+        "val_accuracy": "{:.4f}",
+        "val_delta_pp": "{:+.2f}",
+        "bytes": "{:,.0f}",
+        "gzip_bytes": "{:,.0f}",
+        "first_ms": "{:.3f}",
+        "p50_ms": "{:.3f}",
+        "p95_ms": "{:.3f}",
+        "agreement_float": "{:.3f}",
+        "agreement_source": "{:.3f}",
+        "build_seconds": "{:.1f}",
+        "macs": "{:,.0f}",
+        "sparsity": "{:.1%}",
+        "compression_x": "{:.1f}",
+        "speedup_x": "{:.2f}",
+    }
+    hidden = [c for c in ("recipe", "file", "first_ms", "input_dtype") if c in df.columns]
+    shown = df.drop(columns=hidden)
+    return shown.style.format({k: v for k, v in formats.items() if k in shown.columns}, na_rep="")
+
+
+def mac_rates(variants: list[Variant], peak) -> list[dict]:
+    """Each variant's achieved MAC rate (MACs / p50) against this CPU core's peak."""
+    from workbench import bench
+
+    rows = []
+    for v in variants:
+        if not v.ok or not v.macs:
+            continue
+        dtype = "int8" if v.input_dtype == "int8" else "float32"
+        rate = bench.achieved_mac_rate(v.macs, v.p50_ms, dtype=dtype, peak=peak)
+        rows.append(
+            {
+                "variant": v.variant,
+                "macs": v.macs,
+                "kernels": dtype,
+                "p50_ms": v.p50_ms,
+                "achieved_gmacs": rate["gmacs"],
+                "peak_gmacs": rate["peak_gmacs"],
+                "share_of_peak": rate["share_of_peak"],
+            }
+        )
+    return rows
+
+
+def ladder(found: SearchResult) -> list[dict]:
+    """The sparsity ladder's levels that were built: target and measured sparsity, accuracy."""
+    ref = found.variant("float32")
+    rows = []
+    for v in found.variants:
+        if not (v.ok and v.variant.startswith("pruned") and v.variant.endswith("_int8")):
+            continue
+        level = v.variant[len("pruned") : -len("_int8")]
+        if not level.isdigit():  # pruned80_all_int8 is not on the ladder
+            continue
+        rows.append(
+            {
+                "target_sparsity": int(level) / 100,
+                "measured_sparsity": v.sparsity,
+                "accuracy": v.accuracy,
+                "delta_pp": v.delta_pp,
+                "val_delta_pp": v.val_delta_pp,
+                "gzip_bytes": v.gzip_bytes,
+                "compression_x": ref.bytes / v.gzip_bytes if ref.ok else None,
+            }
+        )
+    return rows
+
+
+def write_manifest(found: SearchResult, folder: Path, *, extra: dict | None = None) -> dict:
+    """The edge models notebooks 04 and 05 read: float32, int8 and the two winners.
+
+    The default edge model is the fastest variant within the budget (int8 if none is).
+    Returns the manifest, with its ``path``.
+    """
+    names = ["float32", "int8", found.winners["smallest"], found.winners["fastest"]]
+    chosen = [found.variant(n) for n in dict.fromkeys(n for n in names if n)]
+    chosen = [v for v in chosen if v.ok and v.file]
+    entries = [
+        {
+            "variant": v.variant,
+            "file": v.file,
+            "recipe": v.recipe,
+            "accuracy": v.accuracy,
+            "val_accuracy": v.val_accuracy,
+            "bytes": v.bytes,
+            "gzip_bytes": v.gzip_bytes,
+            "p50_ms": v.p50_ms,
+            "macs": v.macs,
+            "input_dtype": v.input_dtype,
+            "roles": [role for role, name in found.winners.items() if name == v.variant],
+        }
+        for v in chosen
+    ]
+    default = found.winners["fastest"] or "int8"
+    path = edge.write_manifest(
+        Path(folder),
+        entries,
+        default=default,
+        extra={"winners": found.winners, "budget_pp": found.budget_pp, **(extra or {})},
+    )
+    return {"path": str(path), "default": default, "models": entries}
+
+
+def conclusions(found: SearchResult, *, peak=None, dot_flags=(), threads: int = 1) -> str:
+    """What the search found, in a few sentences of Markdown (every number from ``found``)."""
+    ref = found.variant("float32")
+    small = found.variant(found.winners["smallest"]) if found.winners["smallest"] else None
+    fast = found.variant(found.winners["fastest"]) if found.winners["fastest"] else None
+    lines = [
+        f"Within **{found.budget_pp:g} pp** of the float model (judged on the validation "
+        f"images), on this CPU at {threads} thread(s):",
+        "",
+    ]
+    if small:
+        lines.append(
+            f"- **smallest: {small.variant}** ({small.recipe}): {small.gzip_bytes:,} bytes gzip, "
+            f"{ref.bytes / small.gzip_bytes:.1f}x smaller than the float32 TFLite file, "
+            f"test accuracy {small.accuracy:.4f} ({small.delta_pp:+.2f} pp)."
+        )
+    if fast:
+        lines.append(
+            f"- **fastest: {fast.variant}** ({fast.recipe}): p50 {fast.p50_ms:.3f} ms against "
+            f"float32's {ref.p50_ms:.3f} ms ({ref.p50_ms / fast.p50_ms:.2f}x), test accuracy "
+            f"{fast.accuracy:.4f} ({fast.delta_pp:+.2f} pp)"
+            + (f", {fast.macs / 1e6:.2f} M MACs per image." if fast.macs else ".")
+        )
+    if not (small or fast):
+        lines.append("- no variant stays within the budget: loosen `budget_pp`.")
+    int8 = next((v for v in found.variants if v.variant == "int8" and v.ok), None)
+    if int8:
+        lines += [
+            "",
+            f"Post-training int8 is {ref.bytes / int8.bytes:.1f}x smaller raw and runs at "
+            f"{ref.p50_ms / int8.p50_ms:.2f}x float32's speed here. Pruning pays only after "
+            "gzip (TFLite stores zeros densely) and clustering leaves few distinct values, "
+            "which gzip also exploits; neither removes work. Removing channels does.",
+        ]
+    if peak is not None and peak.float32_gmacs and ref.macs:
+        share = ref.macs / (ref.p50_ms * 1e-3) / 1e9 / peak.float32_gmacs
+        lines.append(
+            f"The float32 model runs at {share:.0%} of one core's float32 peak "
+            f"({peak.float32_gmacs:.1f} G MAC/s). This CPU's 8-bit dot-product instructions: "
+            + (", ".join(dot_flags) if dot_flags else "none (no VNNI, AMX or dotprod)")
+            + "; with them, int8 kernels do four MACs per 32-bit lane per instruction and "
+            "would be the faster ones."
+        )
+    return "\n".join(lines)
