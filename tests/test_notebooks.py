@@ -218,6 +218,34 @@ def test_notebook(name: str, workdirs, cifar10_path) -> None:
     check = CHECKS.get(name[:2])
     if check:
         check(results)
+    check_readable(execution.output)
+
+
+# Library noise a reader must not see (workbench.quiet filters each, with the reason).
+NOISE = (
+    "INFO:tensorflow",
+    "Assets written to",
+    "fully_quantize:",
+    "Gradients do not exist",
+    "Statistics for quantized inputs",
+    "Created TensorFlow Lite XNNPACK delegate",
+    "Please consider providing the trackable_obj",
+)
+
+
+def check_readable(executed) -> None:
+    """No cell ends on a value nobody asked to see, and no known library noise is shown."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "execute_result":
+                shown = str(out.get("data", {}).get("text/plain", ""))[:120]
+                raise AssertionError(f"{executed.name} cell {i} ends on a stray value: {shown}")
+            text = out.get("text", "") if out.get("output_type") == "stream" else ""
+            noise = [n for n in NOISE if n in text]
+            assert not noise, f"{executed.name} cell {i} shows library noise {noise}: {text[:300]}"
 
 
 def test_notebooks_are_committed_without_outputs() -> None:

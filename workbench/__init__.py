@@ -14,9 +14,18 @@ or set it in your shell.
 If ``tf.keras`` is Keras 3 anyway, :func:`check_keras` says why instead of
 failing later with a confusing tfmot error.
 
-Stage modules (one per step of the flow): ``paths``, ``data``, ``models``,
-``train``, ``compress``, ``edge``, ``serve``, ``network``, ``bench``,
-``collab``, ``plots``, ``report``.
+Modules, one per stage of the flow:
+
+- data and models: ``paths``, ``data``, ``models``, ``contract`` (a user's model and data,
+  checked as a pair), ``bridge`` (Keras 3 models into tf-keras);
+- cloud: ``train``, ``export``, ``serving`` (the model server, a package), ``client``;
+- compress and edge: ``compress`` (techniques), ``slim`` (structured pruning), ``distill``,
+  ``variants`` (build, measure and search variants), ``edge`` (LiteRT);
+- compare and collaborate: ``compare``, ``network`` (links), ``emulation`` and ``linkbench``
+  (real shaped links), ``collab`` (split computing, cascades), ``assess`` (the whole flow
+  for any model, ``python -m workbench assess``);
+- measuring and reporting: ``bench``, ``plots``, ``report``, ``runner`` (papermill),
+  ``plan`` (time estimates), ``memory``, ``atomic`` (safe writes), ``quiet`` (library noise).
 """
 
 from __future__ import annotations
@@ -43,8 +52,9 @@ def check_keras() -> None:
             used before ``workbench`` could set ``TF_USE_LEGACY_KERAS``, or the variable is
             set to something other than ``1``.
     """
-    import tensorflow as tf
+    from workbench import quiet
 
+    tf = quiet.import_tensorflow()  # TensorFlow's start-up lines on a CPU-only machine, filtered
     module = tf.keras.__name__
     if module.startswith("tf_keras"):
         return

@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run under a memory cgroup with this cap, as on Binder (2048); Linux, root only",
     )
+    run.add_argument(
+        "--no-estimate",
+        action="store_true",
+        help="skip the throughput probe (about 20 s) that estimates each notebook's time; "
+        "estimates then come only from earlier runs recorded on this machine",
+    )
 
     sub.add_parser("report", help="rebuild reports/index.html from recorded results")
 
@@ -87,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--memory-cap-mib: {MemoryLimit.unavailable()}", file=sys.stderr)
             return 2
         try:
-            runner.run_all(args.profile, args.notebooks or None, memory_cap_bytes=cap)
+            runner.run_all(
+                args.profile,
+                args.notebooks or None,
+                memory_cap_bytes=cap,
+                estimate=not args.no_estimate,
+            )
         except (data.DatasetError, runner.ProfileError) as err:  # set-up: the message says it all
             print(err, file=sys.stderr)
             return 2

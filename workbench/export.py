@@ -203,6 +203,9 @@ def save_module(
     """
     import tensorflow as tf
 
+    from workbench import quiet
+
+    quiet.install()  # "Assets written to <temp folder>": one line per save, nothing to read
     version = int(version)
     chief = is_chief(getattr(module, "model", None)) if chief is None else chief
 

@@ -1,8 +1,10 @@
 """Keep library noise out of what a reader sees, and let real warnings through.
 
-TensorFlow, its converter and tfmot print a lot that says nothing to a reader of a
+TensorFlow, its converter, LiteRT and tfmot print a lot that says nothing to a reader of a
 notebook or a report. Each filter below names one message and why it is harmless here;
-anything not listed stays visible.
+anything not listed stays visible (Python warnings and log records pass through; lines that
+C++ code writes to stderr are captured around the calls that make them and written back,
+minus the known ones).
 """
 
 from __future__ import annotations
@@ -18,28 +20,21 @@ from collections.abc import Iterator
 
 _INSTALLED = False
 
-# (logger or warning category, message pattern, why it is harmless)
+# Python warnings: (category, message pattern). Each is harmless for the reason given.
 _KNOWN_WARNINGS = [
-    (
-        UserWarning,
-        r"Statistics for quantized inputs were expected",
-        # The converter's int8 path warns when a quantization-aware model's input has no
-        # recorded range; we always pass a representative dataset, which supplies it.
-        "int8 calibration data is always given",
-    ),
-    (
-        UserWarning,
-        r"You are saving your model as an HDF5 file",
-        # tf-keras' legacy-format nag; the workbench saves .keras files.
-        "the workbench saves .keras files",
-    ),
-    (
-        UserWarning,
-        r"`layer.add_variable` is deprecated|`layer.apply` is deprecated",
-        # Raised inside tfmot's wrappers (their code, not ours); no effect on results.
-        "tfmot internals",
-    ),
+    # The converter's int8 path warns when a model's input has no recorded range; the
+    # workbench always passes a representative dataset, which supplies it.
+    (UserWarning, r"Statistics for quantized inputs were expected"),
+    # tf-keras' legacy-format nag; the workbench saves .keras files.
+    (UserWarning, r"You are saving your model as an HDF5 file"),
+    # Raised inside tfmot's wrappers (their code, not ours); no effect on results.
+    (UserWarning, r"`layer.add_variable` is deprecated|`layer.apply` is deprecated"),
+    # Cluster-preserving QAT on a layer left unclustered on purpose (the classifier is kept
+    # dense): there is nothing to preserve, and tfmot quantizes it as plain QAT does.
+    (UserWarning, r"No clustering performed on layer"),
 ]
+
+# Python log records (TensorFlow, absl, tf-keras, tfmot's root logger): message patterns.
 _KNOWN_LOG_LINES = [
     # compress.to_tflite converts from a frozen concrete function on purpose (same flatbuffer,
     # a tenth of the time of the SavedModel round trip this warning recommends).
@@ -53,6 +48,28 @@ _KNOWN_LOG_LINES = [
     ),
     re.compile(r"Compiled the loaded model, but the compiled metrics have yet to be built"),
     re.compile(r"No training configuration found in save file"),
+    # PCQAT on a layer without zeros (the first and last layers are left dense on purpose):
+    # tfmot falls back to cluster-preserving QAT for it, which is what we want.
+    re.compile(r"does not contain zero weights, so apply CQAT instead"),
+]
+
+# Lines C++ code writes straight to stderr (file descriptor 2).
+_KNOWN_NATIVE_LINES = [
+    # absl's preamble before TensorFlow initialises its logging.
+    re.compile(r"All log messages before absl::InitializeLog\(\) is called"),
+    # A TensorFlow build with GPU support looking for a GPU on a machine that has none: it
+    # runs on the CPU, as intended (a machine with a GPU does not print these).
+    re.compile(r"cudart_stub\.cc.*Could not find cuda drivers"),
+    re.compile(r"cuda_platform\.cc.*failed call to cuInit"),
+    re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory"),
+    re.compile(r"computation placer already registered"),
+    # The TFLite converter's and calibrator's status lines, one block per conversion.
+    re.compile(r"fully_quantize: \d, inference_type: \d"),
+    re.compile(r"Estimated count of arithmetic ops"),
+    re.compile(r"Ignored (output_format|drop_control_dependency)"),
+    re.compile(r"tf_tfl_flatbuffer_helpers|flatbuffer_export\.cc"),
+    # LiteRT announcing its default CPU delegate when an interpreter is created.
+    re.compile(r"Created TensorFlow Lite XNNPACK delegate for CPU"),
 ]
 
 
@@ -63,39 +80,59 @@ class _DropKnown(logging.Filter):
 
 
 def install() -> None:
-    """Install the filters once: TensorFlow's Python logger, absl, and the known warnings."""
+    """Install the filters once: Python loggers, absl, and the known warnings."""
     global _INSTALLED
     if _INSTALLED:
         return
     _INSTALLED = True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO/WARNING lines off
-    for name in ("tensorflow", "absl", "tf_keras", "h5py"):
+    for name in ("", "tensorflow", "absl", "tf_keras", "h5py"):
         logger = logging.getLogger(name)
         logger.addFilter(_DropKnown())
-        if logger.level in (logging.NOTSET, logging.INFO, logging.DEBUG):
+        for handler in logger.handlers:
+            handler.addFilter(_DropKnown())
+        if name and logger.level in (logging.NOTSET, logging.INFO, logging.DEBUG):
             logger.setLevel(logging.WARNING)
     with contextlib.suppress(ImportError):
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.WARNING)
         absl_logging.get_absl_handler().addFilter(_DropKnown())
-    for category, pattern, _why in _KNOWN_WARNINGS:
+    for category, pattern in _KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=f".*(?:{pattern})", category=category)
+
+
+def import_tensorflow():
+    """``import tensorflow``, with the lines its C++ start-up prints on a CPU-only machine
+    filtered (see ``_KNOWN_NATIVE_LINES``); other lines are written back to stderr."""
+    if "tensorflow" in sys.modules:
+        install()
+        return sys.modules["tensorflow"]
+    with native_output("TensorFlow"):
+        import tensorflow as tf
+    install()
+    return tf
+
+
+def is_noise(line: str) -> bool:
+    """Whether a line written by native code is one of the known harmless ones."""
+    return any(p.search(line) for p in _KNOWN_NATIVE_LINES)
 
 
 @contextlib.contextmanager
 def native_output(what: str) -> Iterator[list[str]]:
-    """Capture what C++ code writes to the process's stderr (file descriptor 2) meanwhile.
+    """Capture what native code writes to the process's stderr (fd 2) meanwhile.
 
     The TFLite converter and its calibrator print status lines such as ``fully_quantize: 0,
-    inference_type: 6, ...`` straight to fd 2, which Jupyter shows under the cell. They are
-    kept and yielded as a list of lines: on an exception they are appended to its message
-    (they then explain the failure); lines that look like errors are re-emitted as warnings.
+    inference_type: 6, ...`` straight to fd 2, which Jupyter shows under the cell. The
+    captured lines are yielded as a list (filled when the block ends). Known harmless ones
+    are dropped; the others are written back to stderr, so real warnings stay visible. On an
+    exception they are also appended to its message, where they usually explain it.
     """
     lines: list[str] = []
     try:
         saved = os.dup(2)
-    except OSError:  # no real fd 2 (unusual embedding): nothing to capture
+    except OSError:  # no real fd 2 (an unusual embedding): nothing to capture
         yield lines
         return
     with tempfile.TemporaryFile(mode="w+b") as sink:
@@ -106,10 +143,11 @@ def native_output(what: str) -> Iterator[list[str]]:
         except Exception as err:
             _restore(saved)
             lines += _read(sink)
-            if lines:
+            shown = [line for line in lines if not is_noise(line)]
+            if shown:
                 err.args = (
                     f"{err.args[0] if err.args else err}\n{what} printed:\n"
-                    + "\n".join(lines[-20:]),
+                    + "\n".join(shown[-20:]),
                     *err.args[1:],
                 )
             raise
@@ -118,9 +156,9 @@ def native_output(what: str) -> Iterator[list[str]]:
             with contextlib.suppress(OSError):
                 os.close(saved)
         lines += _read(sink)
-        for line in lines:
-            if re.search(r"\b(error|fatal)\b", line, re.IGNORECASE):
-                warnings.warn(f"{what}: {line}", RuntimeWarning, stacklevel=3)
+        kept = [line for line in lines if not is_noise(line)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr, flush=True)
 
 
 def _restore(saved: int) -> None:

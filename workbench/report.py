@@ -73,9 +73,15 @@ def results_path(notebook: str) -> Path:
 class Recorder:
     """Collects a notebook's figures and writes them to its JSON after every call.
 
+    It owns what it records: :meth:`table` records rows *and* lists them among the tables
+    the report shows; :meth:`figure` saves a plot *and* lists it among the report's figures;
+    :meth:`summary` names the key figures. Nothing is returned, so a notebook cell that ends
+    on a call shows no stray value.
+
     Example:
         >>> rec = Recorder("01-edge-iris-knn")  # doctest: +SKIP
         >>> rec.record("test_accuracy", 0.97)   # doctest: +SKIP
+        >>> rec.figure(fig, "01-cv-curve")      # doctest: +SKIP
     """
 
     def __init__(self, notebook: str, *, fresh: bool = True) -> None:
@@ -86,11 +92,32 @@ class Recorder:
             self.values = json.loads(self.path.read_text())
         self._write()
 
-    def record(self, name: str, value: Any) -> Any:
-        """Store ``value`` under ``name`` (JSON-serialisable after conversion) and return it."""
+    def record(self, name: str, value: Any) -> None:
+        """Store ``value`` under ``name`` (converted to JSON: numpy, DataFrames, dataclasses)."""
         self.values[name] = _jsonable(value)
         self._write()
-        return value
+
+    def table(self, name: str, rows: Any) -> None:
+        """Record ``rows`` (a DataFrame or a list of dicts) as a table of the report."""
+        self.values[name] = _jsonable(rows)
+        self._add("report_tables", name)
+
+    def figure(self, fig, name: str) -> None:
+        """Save ``fig`` as ``reports/figures/<name>.png`` and show it in the report."""
+        save_figure(fig, name)
+        self._add("figures", name)
+
+    def summary(self, *names: str) -> None:
+        """The key figures of this notebook, for the report's summary and the console."""
+        self.values["summary_keys"] = list(names)
+        self._write()
+
+    def _add(self, key: str, name: str) -> None:
+        listed = list(self.values.get(key) or [])
+        if name not in listed:
+            listed.append(name)
+        self.values[key] = listed
+        self._write()
 
     def _write(self) -> None:
         # Names sorted; the rows of a table keep their columns in order (the row name first).

@@ -139,8 +139,12 @@ def execute(
     extra_parameters: dict | None = None,
     progress: bool = True,
     memory_limit: MemoryLimit | None = None,
+    record: dict | None = None,
 ) -> Execution:
     """Run one notebook top to bottom; write the executed copy to ``out_dir``.
+
+    ``record``: more to keep in ``runs.json`` next to the measured seconds (the plan's
+    estimate and the work it priced, :meth:`workbench.plan.Estimate.record`).
 
     Raises:
         NotebookFailed: naming the notebook, the failing cell's source and the error
@@ -190,7 +194,7 @@ def execute(
         memory_limit.limit_bytes if memory_limit else 0,
         memory_limit.peak_bytes() if memory_limit else 0,
     )
-    _record_run(execution, profile)
+    _record_run(execution, profile, record)
     return execution
 
 
@@ -213,8 +217,9 @@ def _failure_message(name: str, err, output: Path) -> str:
     )
 
 
-def _record_run(execution: Execution, profile: str) -> None:
-    """Add the run time and peak memory to ``reports/results/runs.json`` for the index."""
+def _record_run(execution: Execution, profile: str, extra: dict | None = None) -> None:
+    """Add the run time and peak memory (and ``extra``: the estimate) to
+    ``reports/results/runs.json`` for the index and the next run's plan."""
     import json
 
     path = paths.reports_dir("results") / "runs.json"
@@ -228,6 +233,7 @@ def _record_run(execution: Execution, profile: str) -> None:
     if execution.limit_bytes:
         runs[execution.name]["memory_cap_mib"] = round(execution.limit_bytes / 2**20, 1)
         runs[execution.name]["cgroup_peak_mib"] = round(execution.limit_peak_bytes / 2**20, 1)
+    runs[execution.name].update(extra or {})
     atomic.write_json(path, runs, indent=2, sort_keys=True)
 
 
@@ -261,13 +267,25 @@ def to_html(executed: Path, out_dir: Path | None = None) -> Path:
 
 
 def run_all(
-    profile: str = "full", names: list[str] | None = None, *, memory_cap_bytes: int | None = None
+    profile: str = "full",
+    names: list[str] | None = None,
+    *,
+    memory_cap_bytes: int | None = None,
+    estimate: bool = True,
 ) -> list[Execution]:
-    """Check the data, execute every notebook in order, render HTML, build the index.
+    """Check the data, plan, execute every notebook in order, render HTML, build the index.
+
+    Before the first notebook it prints the data found (source and image counts) and the
+    plan: each notebook's estimated time on this machine and the total
+    (:func:`workbench.plan.make_plan`); while they run, one progress line with the run's ETA
+    (:class:`workbench.plan.Progress`). Each estimate is recorded in ``runs.json`` next to
+    the measured time.
 
     ``memory_cap_bytes``: run each notebook inside a memory cgroup with that cap
     (:class:`workbench.memory.MemoryLimit`), as on mybinder.org; a kernel killed for
     memory fails the run.
+    ``estimate``: False skips the throughput probe (estimates then come only from runs
+    recorded on this machine).
 
     Raises:
         workbench.data.DatasetError: a dataset is missing (before any notebook starts).
@@ -276,16 +294,28 @@ def run_all(
     """
     from contextlib import nullcontext
 
-    from workbench import report
+    from workbench import plan, report
 
     names = names or notebook_names()
-    for source in check_data(names, profile):
-        print(f"data: {source}", flush=True)
+    check_data(names, profile)
+    the_plan = plan.make_plan(names, profile, measure=estimate)
+    print(the_plan.describe(), flush=True)
     done = []
-    with MemoryLimit(memory_cap_bytes) if memory_cap_bytes else nullcontext() as limit:
+    with (
+        MemoryLimit(memory_cap_bytes) if memory_cap_bytes else nullcontext() as limit,
+        plan.Progress(the_plan) as progress,
+    ):
         for name in names:
-            print(f"==> {name} ({profile} profile)", flush=True)
-            execution = execute(name, profile=profile, memory_limit=limit)
+            progress.write(f"==> {name} ({profile} profile)")
+            progress.start(name)
+            execution = execute(
+                name,
+                profile=profile,
+                memory_limit=limit,
+                progress=False,  # the plan's progress line instead of papermill's bar
+                record=the_plan.estimates[name].record(),
+            )
+            finished = progress.finish(name, execution.seconds)
             to_html(execution.output)
             capped = (
                 f", {execution.limit_peak_bytes / 2**20:,.0f} MiB charged to its "
@@ -293,12 +323,11 @@ def run_all(
                 if execution.limit_bytes
                 else ""
             )
-            print(
+            progress.write(
                 f"    done in {execution.seconds:.0f} s, peak kernel memory "
                 f"{execution.peak_memory_bytes / 2**20:,.0f} MiB "
                 f"({execution.peak_private_bytes / 2**20:,.0f} MiB private){capped} "
-                f"-> {execution.output}",
-                flush=True,
+                f"-> {execution.output}\n{finished}"
             )
             done.append(execution)
     index = report.build_index()

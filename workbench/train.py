@@ -258,6 +258,9 @@ def fit(
     import tensorflow as tf
     import tf_keras as keras
 
+    from workbench import quiet
+
+    quiet.install()
     keras.utils.set_random_seed(seed)
     strategy = select_strategy()
     global_batch = batch_size * strategy.num_replicas_in_sync

@@ -372,3 +372,18 @@ def test_prune_channels_narrows_checks_and_fine_tunes(tiny_data, distill):
     assert "c1: 8 -> 4" in result.describe()
     probs = result.model.predict(x[:4] / 255.0, verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_variant_builder_runs_a_slim_step(tiny_data):
+    from workbench import variants
+
+    x, y = tiny_data
+    step = variants.Step.of("slim", fraction=0.5, steps=0, round_to=1)
+    assert step.describe() == "slim(fraction=50%, round_to=1, steps=0)"
+    settings = variants.Settings(batch_size=16)
+    builder = variants._Builder(None, x, y, settings, 1 / 255, [], False)
+    model = chain(activation="softmax")
+    narrowed = builder._apply(step, model)
+    assert models.count_macs(narrowed) == models.count_macs(
+        slim.narrow(model, slim.plan(model, fraction=0.5, round_to=1))
+    )
