@@ -166,28 +166,35 @@ def describe_hardware() -> str:
 
 # ---------------------------------------------------------------- peak multiply-accumulate rate
 
-# Multiply-accumulates per 32-bit vector lane per vector instruction, by data type:
+# Multiply-accumulates per 32-bit vector lane per multiply instruction:
 # - float32: one fused multiply-add (FMA) per lane.
 # - int8 with an 8-bit dot-product instruction (x86 VNNI VPDPBUSD, Arm SDOT/UDOT): four
-#   int8 products summed into each int32 lane, accumulate included.
-# - int8 without one: what XNNPACK's int8 GEMM kernels issue instead. On x86 (SSE4.1, AVX2,
-#   AVX-512 "c8" kernels, e.g. xnn_qs8_gemm_minmax_fp32_ukernel_1x8c8__avx2) each step
-#   widens the weights to int16 (VPMOVSXBW), multiplies pairs and adds neighbours into
-#   int32 (VPMADDWD: 2 MACs per lane) and accumulates (VPADDD): 3 instructions for 2 MACs
-#   per lane, i.e. 2/3. On Arm NEON ("mlal-padal" kernels) SMULL + SMLAL do 16 int8 MACs
-#   into int16 and SADALP accumulates them into 4 int32 lanes: 3 instructions for 4 MACs
-#   per lane, i.e. 4/3.
-INT8_MACS_PER_LANE_DOT = 4.0
-INT8_MACS_PER_LANE_X86 = 2.0 / 3.0
-INT8_MACS_PER_LANE_NEON = 4.0 / 3.0
+#   int8 products summed into each int32 lane, accumulation included: 4x float32.
+# - int8 without one: two. x86 multiplies int16 pairs and adds neighbours into int32
+#   (VPMADDWD), Arm multiplies int8 into int16 lanes (SMULL/SMLAL), so the multipliers give
+#   2x float32 at most; but the kernel needs more instructions around each multiply.
+INT8_MACS_PER_LANE_DOT = 4
+INT8_MACS_PER_LANE_NO_DOT = 2
+# MACs per 32-bit lane per vector instruction of XNNPACK's int8 GEMM inner loop (what the
+# core must issue, not only multiply). With a dot product: 4 (one VPDPBUSD/SDOT per step).
+# Without, on x86 (SSE4.1/AVX2/AVX-512 "c8" kernels, e.g.
+# xnn_qs8_gemm_minmax_fp32_ukernel_1x8c8__avx2): widen the weights to int16 (VPMOVSXBW),
+# VPMADDWD, accumulate (VPADDD): 3 instructions for 2 MACs per lane, 2/3. On Arm NEON
+# ("mlal-padal" kernels): SMULL + SMLAL give 16 int8 MACs in int16, SADALP accumulates
+# them into 4 int32 lanes: 3 instructions for 4 MACs per lane, 4/3. float32: 1 (one FMA).
+INT8_KERNEL_MACS_PER_LANE_X86 = 2 / 3
+INT8_KERNEL_MACS_PER_LANE_NEON = 4 / 3
 
 
 @dataclass(frozen=True)
 class PeakMacRate:
     """A CPU core's theoretical peak multiply-accumulate (MAC) rate, from its vector units.
 
-    ``peak = lanes x MACs per lane per instruction x vector units x clock``, with 32-bit
-    lanes (``vector_bits / 32``). One core: the workbench times edge models at 1 thread.
+    ``peak = lanes x MACs per lane per multiply instruction x vector units x clock``, with
+    32-bit lanes (``vector_bits / 32``). One core: the workbench times edge models at 1
+    thread. ``int8_kernel_macs_per_lane`` says what XNNPACK's int8 inner loop gets per
+    *issued* instruction (float32: 1), which is why int8 reaches a smaller share of its
+    peak than float32 without a dot-product instruction.
     """
 
     isa: str  # the widest vector extension found: "AVX-512", "AVX2+FMA", "AVX", "SSE", "NEON"
@@ -196,7 +203,8 @@ class PeakMacRate:
     clock_ghz: float | None
     clock_source: str
     int8_dot: tuple[str, ...]  # 8-bit dot-product flags found (empty: none)
-    int8_macs_per_lane: float
+    int8_macs_per_lane: int  # per multiply instruction: 4 with a dot product, else 2
+    int8_kernel_macs_per_lane: float  # per instruction XNNPACK issues: 4, 2/3 (x86), 4/3 (Arm)
     assumptions: tuple[str, ...]
 
     @property
@@ -209,7 +217,7 @@ class PeakMacRate:
 
     @property
     def int8_per_cycle(self) -> float:
-        return self.lanes * self.int8_macs_per_lane * self.fma_units
+        return float(self.lanes * self.int8_macs_per_lane * self.fma_units)
 
     @property
     def float32_gmacs(self) -> float | None:
@@ -242,12 +250,17 @@ class PeakMacRate:
             if self.clock_ghz
             else "no rate (clock unknown)"
         )
-        dot = ", ".join(self.int8_dot) if self.int8_dot else "no 8-bit dot product"
+        if self.int8_dot:
+            int8 = f"int8 with {', '.join(self.int8_dot)}: 4 MACs per lane in one instruction"
+        else:
+            int8 = (
+                "int8 without an 8-bit dot product: 2 MACs per lane per multiply, but "
+                f"{self.int8_kernel_macs_per_lane:.2g} per instruction XNNPACK issues "
+                "(float32: 1)"
+            )
         return (
             f"Peak per core: {self.isa} ({self.vector_bits}-bit, {self.lanes} float32 lanes) x "
-            f"{self.fma_units} FMA units x {clock} = {rates}; int8 {dot} "
-            f"({self.int8_macs_per_lane:.2g} MACs per lane per instruction, "
-            f"{self.int8_per_cycle / self.float32_per_cycle:.2g}x float32)."
+            f"{self.fma_units} FMA unit(s) x {clock} = {rates}; {int8}."
         )
 
 
@@ -295,19 +308,20 @@ def peak_mac_rate(
             "(assumed; not reported by the CPU)"
         )
     dot = tuple(flag for flag in INT8_DOT_FLAGS if flag in words)
+    per_lane = INT8_MACS_PER_LANE_DOT if dot else INT8_MACS_PER_LANE_NO_DOT
     if dot:
-        per_lane = INT8_MACS_PER_LANE_DOT
-    elif isa == "NEON":
-        per_lane = INT8_MACS_PER_LANE_NEON
+        kernel = float(INT8_MACS_PER_LANE_DOT)
     else:
-        per_lane = INT8_MACS_PER_LANE_X86
+        kernel = INT8_KERNEL_MACS_PER_LANE_NEON if isa == "NEON" else INT8_KERNEL_MACS_PER_LANE_X86
     clock, source = _clock_ghz(text, max_freq_khz)
     if source.startswith("cpu MHz"):
         assumptions.append(
             "clock from 'cpu MHz' (no cpufreq maximum): under a hypervisor that is the "
             "host's nominal clock, and turbo may run faster"
         )
-    return PeakMacRate(isa, bits, fma_units, clock, source, dot, per_lane, tuple(assumptions))
+    return PeakMacRate(
+        isa, bits, fma_units, clock, source, dot, per_lane, kernel, tuple(assumptions)
+    )
 
 
 def _is_zen1(text: str) -> bool:

@@ -320,7 +320,7 @@ def compare(
         raise ValueError(f"seeds {seeds} must be distinct and at least one (3 or more for a sd).")
 
     def accuracy(model, x, y) -> float:
-        return train.accuracy(train.predict(model, x, input_scale=input_scale), y)
+        return train.accuracy(_probabilities(model, x, input_scale), y)
 
     common = dict(
         steps=steps,
@@ -411,6 +411,19 @@ def compare(
         },
         "models": models_out,
     }
+
+
+def _probabilities(model, x: np.ndarray, input_scale: float | None, batch: int = 256):
+    """Inference-mode outputs, called eagerly: evaluating many fresh students through
+    ``model.predict`` would trace a new predict function for each (and TensorFlow warns)."""
+    from workbench import contract
+
+    return np.concatenate(
+        [
+            np.asarray(model(contract.scale_inputs(x[i : i + batch], input_scale), training=False))
+            for i in range(0, len(x), batch)
+        ]
+    )
 
 
 def mean_sd(values) -> dict:

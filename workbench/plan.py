@@ -1,6 +1,8 @@
 """A time budget for the whole flow: what ``make run`` will do, and how long it should take here.
 
-Before any notebook starts, :func:`make_plan` combines
+Notebook 02 trains, notebook 03 fine-tunes and converts, 04 serves, 05 trains students: the
+work differs in kind, so each is priced at its own measured rate. Before any notebook starts,
+:func:`make_plan` combines
 
 - **the work each notebook is asked to do**: its parameters in the chosen profile (training
   images, fine-tuning steps, variants, requests...) and the dataset's image counts, read from
@@ -9,9 +11,10 @@ Before any notebook starts, :func:`make_plan` combines
 - **this machine's throughput now**: :func:`probe` measures it in a fresh process, in a few
   seconds: training images/s of the seed, improved and student CNNs at their batch sizes
   (after warm-up), the first training step (graph tracing: what every fine-tuning set-up
-  pays), Keras and LiteRT inference, one TFLite conversion, TensorFlow's import, and the
-  speed of plain Python, by which the fixed costs measured once (:data:`FIXED_S` and the
-  other constants below) are scaled to the machine's load now;
+  pays), Keras and LiteRT inference, one TFLite conversion and TensorFlow's import; the
+  fixed costs measured once on the development machine (:data:`FIXED_S` and the other
+  constants below) are scaled by how much slower than then the machine is now
+  (:attr:`Rates.slowdown`);
 
 into one :class:`Estimate` per notebook: seconds, with the terms that make them. When
 ``runs.json`` holds an earlier run of the notebook on this machine with its work recorded
@@ -37,47 +40,59 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 # ===================================================================== constants
 
-# Fixed costs, in seconds at REFERENCE_PYTHON_SPEED (plain-Python work units per second, see
-# python_speed()); at run time they are multiplied by REFERENCE_PYTHON_SPEED / the speed the
-# probe measures, so a slower or busier machine gets proportionally longer fixed costs.
-#
-# How and where they were measured: on this project's development machine (2-core AVX2 CPU
-# without VNNI, shared with other engineers: load average 6-7 on its 2 cores throughout),
-# on 2025-11-23, by a smoke-profile run of every notebook with `python -m workbench run`
-# (scratch folders) while a logger sampled python_speed() every 10 s (median over each
-# notebook's run: REFERENCE_PYTHON_SPEED). For each notebook, FIXED_S is the run time
-# papermill measured minus the work terms this module models for that run (training,
-# inference, conversions, requests...) and minus TensorFlow's import, which the probe measures
-# itself: kernel start, the other imports, figures, exports, reports, model loading.
-REFERENCE_PYTHON_SPEED = 160.0
+# Every constant below was measured on this project's development machine (AMD EPYC, 2 cores,
+# AVX2 without VNNI; shared with other engineers: load average 4-9 on its 2 cores), on
+# 2026-11-23, from smoke-profile runs of each notebook with `python -m workbench run` in scratch
+# folders, each preceded by this module's probe, and papermill's per-cell durations in the
+# executed notebooks. They are in seconds as they were while the probe measured REFERENCE (run
+# of 17:58, load average 4.4); at run time they are multiplied by how much slower the machine
+# is now (:attr:`Rates.slowdown`), so a slower or busier machine gets longer fixed costs.
+REFERENCE = {"first_step_s": 4.7, "import_s": 9.6, "improved_ips": 94.0}
+# Per notebook: its measured run time minus the work terms modelled below for that run and
+# minus TensorFlow's import (the probe measures it): kernel start, the other imports, figures,
+# exports, reports, model loading. 01, 02: run of 17:58; 03: run of 17:39 (slowdown 1.5);
+# 04: run of 18:04; 05 failed in its distillation cell (a notebook being rewritten), so its
+# figure is the sum of its cells that are not modelled (import, tables, plots: 17 s) plus
+# an allowance of 8 s for the cells after the failure (student int8 conversion, cascades).
 FIXED_S = {
-    "01-edge-iris-knn": 30.0,
-    "02-cloud-cifar10-cnn": 60.0,
-    "03-compress-for-the-edge": 60.0,
-    "04-edge-vs-cloud": 60.0,
-    "05-edge-cloud-collaboration": 60.0,
+    "01-edge-iris-knn": 17.0,
+    "02-cloud-cifar10-cnn": 25.0,
+    "03-compress-for-the-edge": 27.0,
+    "04-edge-vs-cloud": 50.0,
+    "05-edge-cloud-collaboration": 25.0,
 }
-# Per-unit costs that the probe does not measure, same machine and session, same scaling:
-KNN_PREDICT_MS = 7.6  # one single-sample KNN prediction: notebook 01's measured p50 under load
-EPOCH_S = 1.0  # per training epoch in train.fit: a checkpoint save and the state file
-SERVER_START_S = 6.0  # one model-server start until it answers (serving.serving)
-REQUEST_MS = 10.0  # one single-image predict request on loopback, client and server
-CUT_S = 1.0  # per profiled cut point in notebook 05 beyond its conversion: splitting, tracing
-SHAPED_CELL_S = 1.2  # per cell of notebook 04's bandwidth check beyond its transfers
-# Fine-tuning step cost with tfmot's wrappers, relative to a plain (augmented) training step
-# of the improved CNN at the same batch size: measured here by timing 30 steps of each after
-# warm-up (compress.fine_tune on the improved CNN, batch 64).
-STEP_FACTOR = {"prune": 1.3, "cluster": 1.5, "qat": 2.0, "slim": 0.8}
-# int8 calibration: each sample runs once through TFLite's calibrating interpreter, measured
-# at this multiple of a LiteRT float32 single-image inference (int8 conversions with 50 and
-# 500 samples, same session).
-CALIBRATION_PER_LATENCY = 2.0
+# Per-unit costs the probe does not measure:
+KNN_PREDICT_MS = 5.5  # one single-sample KNN prediction: notebook 01's measured p50 (17:58)
+EPOCH_S = 0.5  # per epoch in train.fit: checkpoint and state file (02's training cell, 17:58)
+# One model server (serving.serving): start (it imports TensorFlow), load, warm up, stop:
+# notebook 04's batching cell (two servers, 200 requests: 49-52 s) and its first server (22 s,
+# with the SavedModel export), 18:02 and 18:04.
+SERVER_START_S = 15.0
+REQUEST_MS = 10.0  # one single-image request on loopback (04's load test: p50 20 ms, 4 clients)
+CUT_S = 0.5  # per cut point in 05 beyond its conversion: splitting, tracing (05's split cell)
+SHAPED_CELL_S = 0.8  # per cell of 04's bandwidth check beyond its transfers (04, 3 s for 4)
+# A fine-tuning step with tfmot's wrappers, relative to the probe's plain augmented training
+# step of the improved CNN at the same batch size: timed over 14 steps of each after two
+# warm-up steps (compress.prune / cluster / quantization_aware / slim.prune_channels through
+# compress.fine_tune, batch 64; the plain step before and after them). Pruning and clustering
+# fine-tune without augmentation, which is why they are not slower.
+STEP_FACTOR = {"prune": 0.8, "cluster": 1.15, "qat": 1.25, "slim": 0.5}
+# Setting up one fine-tuned model in notebook 03 (wrapping, cloning, compiling, tracing its
+# first step, stripping, predicting its test images), relative to the probe's first training
+# step of the plain improved CNN: notebook 03's per-variant build_seconds (run of 17:39, smoke)
+# minus its modelled steps, conversion and evaluation. PCQAT's (with the clustering before
+# it) is the largest: tracing a model wrapped for clustering and quantization took 160 s.
+SETUP_FACTOR = {"prune": 5.0, "qat": 4.5, "pcqat": 25.0, "slim": 1.7}
+# int8 calibration: each sample runs once through TFLite's calibrating interpreter: this
+# multiple of a LiteRT float32 single-image inference (mean), from int8 conversions of the
+# improved CNN with 50 and 500 samples.
+CALIBRATION_PER_LATENCY = 1.4
 
 # The probe trains these at these batch sizes (the notebooks' defaults), augmented as they are.
 PROBE_TRAINING = (
@@ -89,7 +104,9 @@ PROBE_TRAINING = (
 # fixed costs dominate one run and not the other, and the probe's model is the better guide.
 MAX_WORK_RATIO = 3.0
 # After each notebook the remaining estimates are multiplied by actual / estimated so far,
-# kept within these bounds.
+# with RESCALE_PRIOR_S of estimated time counted as on target (a short first notebook, mostly
+# fixed costs, does not swing the long ones alone), kept within RESCALE_BOUNDS.
+RESCALE_PRIOR_S = 60.0
 RESCALE_BOUNDS = (0.25, 4.0)
 # Progress lines: every second on a terminal, every 30 s when stdout is a file or a pipe.
 TERMINAL_INTERVAL_S = 1.0
@@ -97,23 +114,6 @@ LOG_INTERVAL_S = 30.0
 
 
 # ===================================================================== the machine
-
-
-def python_speed(seconds: float = 0.3) -> float:
-    """Plain-Python work units per second now: single-core speed under the machine's load.
-
-    The median over repeated ~5 ms units of integer arithmetic in a loop, for ``seconds``.
-    """
-    rates = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(rates) < 3:
-        t = time.perf_counter()
-        total = 0
-        for i in range(20_000):
-            total += i * i % 7
-        rates.append(1.0 / (time.perf_counter() - t))
-    rates.sort()
-    return rates[len(rates) // 2]
 
 
 def machine_id() -> str:
@@ -132,16 +132,26 @@ class Rates:
     first_step_s: dict[str, float]  # first training step per architecture: tracing, set-up
     predict_ips: float  # Keras inference of the improved CNN, images/s (batches of 256)
     tflite_ms: float  # LiteRT float32 improved CNN, ms per image in batches of 64, 1 thread
-    latency_ms: float  # LiteRT float32 improved CNN, single-image p50, 1 thread
+    latency_ms: float  # LiteRT float32 improved CNN, single image, 1 thread: the mean (wall time)
     convert_s: float  # one float32 TFLite conversion of the improved CNN
-    import_s: float  # importing workbench, TensorFlow and tf_keras in a fresh process
-    python_speed: float  # python_speed() at the start of the probe
+    import_s: float  # importing TensorFlow and tf_keras in a fresh process
     probe_s: float = 0.0  # how long the probe took, its process start included
 
     @property
     def slowdown(self) -> float:
-        """Fixed costs' multiplier: the reference speed over the speed measured now."""
-        return REFERENCE_PYTHON_SPEED / self.python_speed
+        """Fixed costs' multiplier: how much slower this machine is now than when they were
+        measured. The median of three ratios to :data:`REFERENCE`: the improved CNN's first
+        training step (tracing, graph building: the kind of work fixed costs are made of),
+        TensorFlow's import, and the improved CNN's training time per image (one odd
+        measurement, e.g. a burst of load during the probe, does not decide alone)."""
+        ratios = sorted(
+            [
+                self.first_step_s["improved_cnn"] / REFERENCE["first_step_s"],
+                self.import_s / REFERENCE["import_s"],
+                REFERENCE["improved_ips"] / self.train_ips["improved_cnn"],
+            ]
+        )
+        return ratios[1]
 
     def describe(self) -> str:
         ips = ", ".join(f"{a} {v:,.0f}" for a, v in self.train_ips.items())
@@ -149,7 +159,8 @@ class Rates:
             f"training images/s: {ips}; Keras inference {self.predict_ips:,.0f} images/s; "
             f"LiteRT {self.tflite_ms:.2f} ms/image (single image {self.latency_ms:.2f} ms); "
             f"TFLite conversion {self.convert_s:.1f} s; TensorFlow import {self.import_s:.1f} s; "
-            f"fixed costs x{self.slowdown:.2f} (Python speed {self.python_speed:.0f}/s)"
+            f"first training step {self.first_step_s['improved_cnn']:.1f} s; fixed costs "
+            f"x{self.slowdown:.2f}"
         )
 
 
@@ -175,9 +186,12 @@ def probe(timeout_s: float = 300.0) -> Rates:
     if done.returncode or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise ProbeError(f"the throughput probe failed (exit {done.returncode}: {tail})")
-    values = json.loads(lines[-1])
-    values["probe_s"] = time.perf_counter() - start
-    return Rates(**values)
+    try:
+        values = json.loads(lines[-1])
+        values["probe_s"] = time.perf_counter() - start
+        return Rates(**values)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise ProbeError(f"the throughput probe answered {lines[-1][:200]!r} ({err})") from None
 
 
 class ProbeError(RuntimeError):
@@ -186,7 +200,6 @@ class ProbeError(RuntimeError):
 
 def _measure() -> dict:
     """The probe itself (run by ``python -m workbench.plan``): about 15 s on an idle 2-core CPU."""
-    speed = python_speed()
     t = time.perf_counter()  # the package (this module's parent) already chose Keras 2
     import tensorflow as tf  # noqa: F401
     import tf_keras  # noqa: F401
@@ -206,33 +219,35 @@ def _measure() -> dict:
         train_ips[arch], first_step[arch] = _training_rate(model, x, y, batch, augment)
         if arch == "improved_cnn":
             improved = model
-    scaled = (x[:512] / 255.0).astype(np.float32)
-    improved.predict(scaled[:256], batch_size=256, verbose=0)  # traces the predict function
+    scaled = (x[:320] / 255.0).astype(np.float32)
+    improved.predict(scaled[:64], batch_size=256, verbose=0)  # traces the predict function
     t = time.perf_counter()
-    improved.predict(scaled, batch_size=256, verbose=0)
-    predict_ips = len(scaled) / (time.perf_counter() - t)
+    improved.predict(scaled[:256], batch_size=256, verbose=0)
+    predict_ips = 256 / (time.perf_counter() - t)
     t = time.perf_counter()
     blob = compress.to_tflite(improved, "float32", input_scale=1 / 255)
     convert_s = time.perf_counter() - t
     lite = edge.EdgeModel(blob, num_threads=1)
     lite.predict(scaled[:64])
-    t = time.perf_counter()
-    lite.predict(scaled[:256], batch_size=64)
-    tflite_ms = (time.perf_counter() - t) * 1e3 / 256
+    batches = []
+    for i in range(0, 320, 64):  # the median batch: a burst of load in one does not count
+        t = time.perf_counter()
+        lite.predict(scaled[i : i + 64])
+        batches.append((time.perf_counter() - t) * 1e3 / 64)
+    tflite_ms = sorted(batches)[len(batches) // 2]
     latency = lite.benchmark(scaled[:1], warmup=5, repeats=50, max_seconds=1.0)
     return {
         "train_ips": train_ips,
         "first_step_s": first_step,
         "predict_ips": predict_ips,
         "tflite_ms": tflite_ms,
-        "latency_ms": latency.p50_ms,
+        "latency_ms": latency.mean_ms,
         "convert_s": convert_s,
         "import_s": import_s,
-        "python_speed": speed,
     }
 
 
-def _training_rate(model, x, y, batch: int, augment: bool, seconds: float = 1.5):
+def _training_rate(model, x, y, batch: int, augment: bool, seconds: float = 1.0):
     """(images/s after warm-up, seconds of the first step) of ``model.fit`` as train.fit runs
     it: Adam, the same tf.data pipeline. Timed for ``seconds`` (at least 3 steps)."""
     import tf_keras as keras
@@ -360,13 +375,14 @@ def _folder_counts(folder: Path) -> tuple[int, int, str]:
 class Work:
     """One term of a notebook's work: ``quantity`` ``unit`` at the cost named by ``rate``.
 
-    Rates: ``train:<arch>`` (images, at the probe's training rate), ``train:improved_cnn:<kind>``
-    (images with tfmot's wrappers, :data:`STEP_FACTOR`), ``first_step:<arch>`` (training
-    set-ups: model built, compiled, traced), ``predict`` (Keras inference, images),
-    ``tflite`` (LiteRT, images in batches), ``latency`` (LiteRT single-image runs), ``convert``
-    (TFLite conversions), ``calibrate`` (int8 calibration samples), ``import`` (TensorFlow's
-    import), ``wall`` (seconds of waiting, whatever the load), and the constants above:
-    ``fixed``, ``knn``, ``epoch``, ``server``, ``request``, ``cut``, ``shaped_cell``.
+    Rates: ``train:<arch>`` (images at the probe's training rate of that architecture),
+    ``train:improved_cnn:<technique>`` (images with tfmot's wrappers, :data:`STEP_FACTOR`),
+    ``first_step:<arch>[:<technique>]`` (models set up: built, compiled, traced; times
+    :data:`SETUP_FACTOR` for a technique), ``predict`` (Keras inference, images), ``tflite``
+    (LiteRT, images in batches), ``latency`` (LiteRT single-image runs), ``convert`` (TFLite
+    conversions), ``calibrate`` (int8 calibration samples), ``import`` (TensorFlow's import),
+    ``wall`` (seconds of waiting, whatever the load), and the constants above scaled by the
+    slowdown: ``fixed``, ``knn``, ``epoch``, ``server``, ``request``, ``cut``, ``shaped_cell``.
     """
 
     label: str
@@ -384,6 +400,8 @@ class Environment:
     shaping: bool = False  # tc tbf works here (notebook 04's bandwidth check runs)
     netem: bool = False  # tc netem works here (notebook 04's delay emulation runs)
     link_rtts_ms: tuple[float, ...] = (20.0, 50.0, 300.0)  # the links notebook 04 emulates
+    # notebook 02's training checkpoints found: (architecture, epochs done, images seen)
+    checkpoints: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -393,6 +411,7 @@ class WorkModel:
     uses: tuple[str, ...]  # parameter names read (each must exist in the notebook)
     terms: Callable[[dict, Environment], list[Work]]
     notes: tuple[str, ...] = ()  # said with every estimate of this notebook
+    explain: Callable[[dict, Environment], list[str]] | None = None  # notes for this run
 
 
 def _cap(total: int | None, n: int | None) -> int:
@@ -420,8 +439,9 @@ def _work_02(p: dict, env: Environment) -> list[Work]:
 
     n_fit, n_val = _split(_cap(env.n_train, p["n_train"]), p["val_fraction"])
     n_test = _cap(env.n_test, p["n_test"])
-    seed_epochs = epochs_for(p["seed_images"], n_fit)
-    improved_epochs = epochs_for(p["improved_images"], n_fit)
+    # train.fit resumes from a checkpoint of the same run: epochs already done are not trained
+    seed_epochs = epochs_for(p["seed_images"], n_fit) - _done("seed_cnn", n_fit, p, env)
+    improved_epochs = epochs_for(p["improved_images"], n_fit) - _done("improved_cnn", n_fit, p, env)
     epochs = seed_epochs + improved_epochs
     return [
         Work("improved CNN training", improved_epochs * n_fit, "images", "train:improved_cnn"),
@@ -433,6 +453,68 @@ def _work_02(p: dict, env: Environment) -> list[Work]:
         Work("TensorFlow import", 1, "", "import"),
         Work("fixed", 1, "run", "fixed"),
     ]
+
+
+def _done(arch: str, n_fit: int, p: dict, env: Environment) -> int:
+    """Epochs of ``arch`` a checkpoint already holds for this training (same images per epoch,
+    no more epochs than planned): probably the same run, which train.fit resumes."""
+    from workbench.train import epochs_for
+
+    planned = epochs_for(p[f"{arch.split('_')[0]}_images"], n_fit)
+    found = [
+        e for a, e, seen in env.checkpoints if a == arch and seen == e * n_fit <= planned * n_fit
+    ]
+    return max(found, default=0)
+
+
+def _batch_note(arch: str, batch: int) -> list[str]:
+    """A warning when a notebook trains ``arch`` at another batch size than the probe did."""
+    probed = next(b for a, b, _ in PROBE_TRAINING if a == arch)
+    if batch == probed:
+        return []
+    return [f"the probe trained {arch} at batch {probed}, this run uses {batch}: its rate differs"]
+
+
+def _notes_02(p: dict, env: Environment) -> list[str]:
+    return (
+        _batch_note("seed_cnn", p["seed_batch_size"])
+        + _batch_note("improved_cnn", p["improved_batch_size"])
+        + _resumed_02(p, env)
+    )
+
+
+def _resumed_02(p: dict, env: Environment) -> list[str]:
+    from workbench.train import epochs_for
+
+    n_fit, _ = _split(_cap(env.n_train, p["n_train"]), p["val_fraction"])
+    done = {a: _done(a, n_fit, p, env) for a in ("seed_cnn", "improved_cnn")}
+    if not any(done.values()):
+        return []
+    found = ", ".join(
+        f"{a} {e} of {epochs_for(p[a.split('_')[0] + '_images'], n_fit)} epochs"
+        for a, e in done.items()
+        if e
+    )
+    return [
+        f"checkpoints in artifacts/cloud/checkpoints hold {found} for {n_fit:,} images per "
+        "epoch: counted as done (train.fit resumes its own run; if these are another run's, "
+        "the training takes longer)"
+    ]
+
+
+def find_checkpoints() -> tuple[tuple[str, int, int], ...]:
+    """Notebook 02's training checkpoints (``artifacts/cloud/checkpoints/<arch>-<run>/``):
+    architecture, epochs done and images seen, from each ``state.json``."""
+    from workbench import paths
+
+    found = []
+    for state in sorted(paths.cloud_dir().glob("checkpoints/*/state.json")):
+        try:
+            doc = json.loads(state.read_text())
+            found.append((str(doc["architecture"]), int(doc["epoch"]), int(doc["images_seen"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable: train.fit will say so itself
+    return tuple(found)
 
 
 def _work_03(p: dict, env: Environment) -> list[Work]:
@@ -448,29 +530,30 @@ def _work_03(p: dict, env: Environment) -> list[Work]:
     variants = 4 + 1 + levels + 3 + clusters + 2 * fractions + 1
     int8 = 1 + 1 + levels + 2 + clusters + fractions + 1
     tuned = variants - 4 - 1 - fractions  # fine-tuned variants predicted by Keras (float32 too)
-    set_ups = 1 + levels + 2 + 2 * clusters + fractions + 1
     prune_steps = (2 * levels + 1) * p["prune_steps"]  # ladder, all layers (x levels), slim
+    improved = "train:improved_cnn"
     return [
-        Work("fine-tuning: pruning", prune_steps * batch, "images", "train:improved_cnn:prune"),
+        Work("fine-tuning: pruning", prune_steps * batch, "images", f"{improved}:prune"),
         Work(
-            "fine-tuning: QAT/PQAT/PCQAT",
-            (2 + clusters) * p["qat_steps"] * batch,
-            "images",
-            "train:improved_cnn:qat",
+            "fine-tuning: QAT", (2 + clusters) * p["qat_steps"] * batch, "images", f"{improved}:qat"
         ),
         Work(
             "fine-tuning: clustering",
             clusters * p["cluster_steps"] * batch,
             "images",
-            "train:improved_cnn:cluster",
+            f"{improved}:cluster",
         ),
         Work(
             "fine-tuning: channel pruning",
             fractions * p["slim_steps"] * batch,
             "images",
-            "train:improved_cnn:slim",
+            f"{improved}:slim",
         ),
-        Work("fine-tuning set-ups", set_ups, "set-ups", "first_step:improved_cnn"),
+        # wrapping, cloning, compiling, tracing, stripping: per fine-tuned model
+        Work("set-ups: pruning", levels + 2, "models", "first_step:improved_cnn:prune"),
+        Work("set-ups: QAT, PQAT", 2, "models", "first_step:improved_cnn:qat"),
+        Work("set-ups: clustering + PCQAT", clusters, "models", "first_step:improved_cnn:pcqat"),
+        Work("set-ups: channel pruning", fractions, "models", "first_step:improved_cnn:slim"),
         Work("TFLite conversions", variants, "variants", "convert"),
         Work("int8 calibration", int8 * p["calibration_samples"], "samples", "calibrate"),
         Work("LiteRT evaluation", variants * (n_test + n_val), "images", "tflite"),
@@ -557,12 +640,17 @@ def _work_05(p: dict, env: Environment) -> list[Work]:
 MODELS: dict[str, WorkModel] = {
     "01-edge-iris-knn": WorkModel(("latency_repeats", "warmup", "throughput_seconds"), _work_01),
     "02-cloud-cifar10-cnn": WorkModel(
-        ("n_train", "n_test", "val_fraction", "seed_images", "improved_images"),
-        _work_02,
-        notes=(
-            "a complete checkpoint of the same training (artifacts/cloud/checkpoints) is resumed, "
-            "not trained again: then the run is much shorter",
+        (
+            "n_train",
+            "n_test",
+            "val_fraction",
+            "seed_images",
+            "seed_batch_size",
+            "improved_images",
+            "improved_batch_size",
         ),
+        _work_02,
+        explain=_notes_02,
     ),
     "03-compress-for-the-edge": WorkModel(
         (
@@ -580,6 +668,7 @@ MODELS: dict[str, WorkModel] = {
             "latency_repeats",
         ),
         _work_03,
+        explain=lambda p, env: _batch_note("improved_cnn", p["batch_size"]),
         notes=(
             "an upper bound: every sparsity level and channel fraction is counted, but the search "
             "stops climbing at the first one over the accuracy budget",
@@ -658,7 +747,7 @@ class Estimate:
             if t.seconds < 0.5:
                 continue
             amount = f"{_quantity(t.quantity)}{' ' + t.unit if t.unit else ''}"
-            rate = "" if t.rate == RECORDED else f" at {t.rate}"
+            rate = "" if t.rate in (RECORDED, "") else f" at {t.rate}"
             parts.append(f"{t.label} {amount}{rate} = {clock(t.seconds)}")
         parts.append(f"{clock(fixed)} fixed (start, imports, figures, exports)")
         text = "; ".join(parts)
@@ -696,11 +785,6 @@ def clock(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def price(work: list[Work], rates: Rates) -> list[Term]:
-    """Seconds for each term of work at this machine's ``rates``."""
-    return [Term(w.label, w.quantity, w.unit, *_cost(w, rates)) for w in work]
-
-
 def _cost(w: Work, rates: Rates) -> tuple[float, str]:
     """(seconds, the rate in words) of one term."""
     slow = rates.slowdown
@@ -710,7 +794,8 @@ def _cost(w: Work, rates: Rates) -> tuple[float, str]:
         ips = rates.train_ips[arch] / STEP_FACTOR.get(technique, 1.0)
         return w.quantity / ips, f"{ips:,.0f} images/s"
     if kind == "first_step":
-        each = rates.first_step_s[arg]
+        arch, _, technique = arg.partition(":")
+        each = rates.first_step_s[arch] * SETUP_FACTOR.get(technique, 1.0)
         return w.quantity * each, f"{each:.1f} s each"
     per_unit = {
         "predict": (1 / rates.predict_ips, f"{rates.predict_ips:,.0f} images/s"),
@@ -722,7 +807,7 @@ def _cost(w: Work, rates: Rates) -> tuple[float, str]:
             f"{CALIBRATION_PER_LATENCY * rates.latency_ms:.1f} ms each",
         ),
         "import": (rates.import_s, "as measured"),
-        "wall": (1.0, "wall clock"),
+        "wall": (1.0, ""),
         "knn": (KNN_PREDICT_MS * slow / 1e3, f"{KNN_PREDICT_MS * slow:.1f} ms each"),
         "epoch": (EPOCH_S * slow, f"{EPOCH_S * slow:.1f} s each"),
         "server": (SERVER_START_S * slow, f"{SERVER_START_S * slow:.1f} s each"),
@@ -730,9 +815,7 @@ def _cost(w: Work, rates: Rates) -> tuple[float, str]:
         "cut": (CUT_S * slow, f"{CUT_S * slow:.1f} s each"),
         "shaped_cell": (SHAPED_CELL_S * slow, f"{SHAPED_CELL_S * slow:.1f} s each"),
     }
-    if kind == "fixed":
-        raise KeyError("fixed terms are priced per notebook")
-    seconds, text = per_unit[kind]
+    seconds, text = per_unit[kind]  # "fixed" is priced per notebook (estimate_from_probe)
     return w.quantity * seconds, text
 
 
@@ -864,11 +947,41 @@ def make_plan(
         workbench.data.DatasetError: a dataset is missing.
         workbench.runner.ProfileError: the profile does not fit a notebook.
     """
+    runs = read_runs() if runs is None else runs
+    values = {name: notebook_values(name, profile) for name in names}
+    datasets, data_of = _datasets(names, values)
+    links = (environment or link_environment)(names)
+    if "02-cloud-cifar10-cnn" in names and "checkpoints" not in links:
+        links = links | {"checkpoints": find_checkpoints()}
+    work = {name: _work(name, values[name], data_of.get(name), links) for name in names}
+    here = machine_id()
+    estimates = {name: _from_record(name, work[name], runs.get(name) or {}, here) for name in names}
+    needs_probe = any(e.seconds is None and e.work for e in estimates.values())
+    rates, note = None, "not needed: every notebook has a recorded run on this machine"
+    if needs_probe and not measure:
+        note = "not measured (--no-estimate)"
+    elif needs_probe:
+        try:
+            rates = (probe_fn or probe)()
+            note = f"measured now in {rates.probe_s:.0f} s: {rates.describe()}"
+            _save_probe(rates)
+        except ProbeError as err:
+            note = f"not measured: {err}"
+    for name, e in estimates.items():
+        if e.seconds is not None or not e.work:  # recorded, or no work model
+            continue
+        if rates is None:
+            e.basis = f"no estimate: throughput {note}"
+            continue
+        e.terms = estimate_from_probe(name, work[name][0], rates)
+        e.seconds, e.basis = sum(t.seconds for t in e.terms), "probe"
+    return Plan(profile, datasets, estimates, rates, note)
+
+
+def _datasets(names: list[str], values: dict) -> tuple[list[DataCounts], dict[str, DataCounts]]:
+    """The datasets the notebooks read (each once) and which one each reads (none: iris)."""
     from workbench import runner
 
-    runs = read_runs() if runs is None else runs
-    here = machine_id()
-    values = {name: notebook_values(name, profile) for name in names}
     found: dict[str | None, DataCounts] = {}
     data_of: dict[str, DataCounts] = {}
     for name in names:
@@ -880,68 +993,56 @@ def make_plan(
         if key not in found:
             found[key] = data_counts(key)
         data_of[name] = found[key]
-    links = (environment or link_environment)(names)
+    return list(found.values()), data_of
 
-    work: dict[str, list[Work] | str] = {}
-    for name in names:
-        model = MODELS.get(name)
-        if model is None:
-            work[name] = "no work model for this notebook in workbench.plan"
-            continue
-        missing = [p for p in model.uses if p not in values[name]]
-        if missing:
-            work[name] = f"its parameters cell lacks {missing}: update workbench.plan.MODELS"
-            continue
-        counts = data_of.get(name)
-        env = Environment(counts and counts.n_train, counts and counts.n_test, **links)
-        try:
-            work[name] = model.terms({p: values[name][p] for p in model.uses}, env)
-        except ValueError as err:
-            work[name] = f"no estimate: {err}"
 
-    estimates: dict[str, Estimate] = {}
-    needs_probe = []
-    for name in names:
-        if isinstance(work[name], str):
-            estimates[name] = Estimate(name, None, work[name])
-            continue
-        quantities = {w.label: w.quantity for w in work[name]}
-        notes = list(MODELS[name].notes)
-        recorded = runs.get(name) or {}
-        scaled = scale_recorded(recorded, quantities) if recorded.get("machine") == here else None
-        if scaled is not None:
-            seconds, ratio, terms = scaled
-            basis = (
-                f"recorded run ({recorded.get('profile', '?')} profile, "
-                f"{clock(recorded['seconds'])}) x work ratio {ratio:.2f}"
-            )
-            priced = [
-                Term(w.label, w.quantity, w.unit, terms[w.label], RECORDED) for w in work[name]
-            ]
-            estimates[name] = Estimate(name, seconds, basis, priced, quantities, notes)
-        else:
-            estimates[name] = Estimate(name, None, "", work=quantities, notes=notes)
-            needs_probe.append(name)
+def _work(
+    name: str, values: dict, counts: DataCounts | None, links: dict
+) -> tuple[list[Work], list[str]] | str:
+    """Notebook ``name``'s work and the notes for this run, or why there is none."""
+    model = MODELS.get(name)
+    if model is None:
+        return "no work model for this notebook in workbench.plan.MODELS"
+    missing = [p for p in model.uses if p not in values]
+    if missing:
+        return f"its parameters cell lacks {missing}: update workbench.plan.MODELS"
+    env = Environment(counts and counts.n_train, counts and counts.n_test, **links)
+    used = {p: values[p] for p in model.uses}
+    try:
+        notes = list(model.notes) + (model.explain(used, env) if model.explain else [])
+        return model.terms(used, env), notes
+    except ValueError as err:
+        return f"no estimate: {err}"
 
-    rates, note = None, "not needed: every notebook has a recorded run on this machine"
-    if needs_probe and not measure:
-        note = "not measured (--no-estimate)"
-    elif needs_probe:
-        try:
-            rates = (probe_fn or probe)()
-            note = f"measured now in {rates.probe_s:.0f} s: {rates.describe()}"
-        except ProbeError as err:
-            note = f"not measured: {err}"
-    for name, e in estimates.items():
-        if isinstance(work[name], str):
-            continue
-        if rates is not None:
-            e.terms = estimate_from_probe(name, work[name], rates)
-            if e.seconds is None:
-                e.seconds, e.basis = sum(t.seconds for t in e.terms), "probe"
-        elif e.seconds is None:
-            e.basis = f"no estimate: throughput {note}"
-    return Plan(profile, list(found.values()), estimates, rates, note)
+
+def _from_record(
+    name: str, work: tuple[list[Work], list[str]] | str, recorded: dict, here: str
+) -> Estimate:
+    """The estimate from an earlier run on this machine, scaled by the work ratio; without
+    one, an estimate still to be priced (``seconds`` None)."""
+    if isinstance(work, str):
+        return Estimate(name, None, work)
+    items, notes = work
+    quantities = {w.label: w.quantity for w in items}
+    scaled = scale_recorded(recorded, quantities) if recorded.get("machine") == here else None
+    if scaled is None:
+        return Estimate(name, None, "", work=quantities, notes=notes)
+    seconds, ratio, terms = scaled
+    basis = (
+        f"recorded run ({recorded.get('profile', '?')} profile, "
+        f"{clock(recorded['seconds'])}) x work ratio {ratio:.2f}"
+    )
+    share = seconds / sum(terms.values())  # the terms, as that run turned out
+    priced = [Term(w.label, w.quantity, w.unit, terms[w.label] * share, RECORDED) for w in items]
+    return Estimate(name, seconds, basis, priced, quantities, notes)
+
+
+def _save_probe(rates: Rates) -> None:
+    """Keep the latest probe in ``reports/results/probe.json`` (for comparing machines)."""
+    from workbench import atomic, paths
+
+    doc = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine_id()}
+    atomic.write_json(paths.reports_dir("results") / "probe.json", doc | asdict(rates), indent=2)
 
 
 def link_environment(names: list[str]) -> dict:
@@ -966,7 +1067,8 @@ class Progress:
 
     On a terminal the line is redrawn about once a second; into a file or a pipe a line is
     written every :data:`LOG_INTERVAL_S` seconds instead (a log stays readable). After each
-    notebook the remaining estimates are multiplied by actual / estimated so far.
+    notebook the remaining estimates are multiplied by actual / estimated so far (with
+    :data:`RESCALE_PRIOR_S` counted as on target).
 
     Use :meth:`start` and :meth:`finish` around each notebook and :meth:`close` at the end
     (or ``with``); :meth:`write` prints a line without tearing the progress line.
@@ -1022,14 +1124,17 @@ class Progress:
             was = self.estimate(name)
             estimated = [n for n in self.actual if self.raw.get(n) is not None]
             if estimated:
-                ratio = sum(self.actual[n] for n in estimated) / sum(self.raw[n] for n in estimated)
+                actual = sum(self.actual[n] for n in estimated) + RESCALE_PRIOR_S
+                ratio = actual / (sum(self.raw[n] for n in estimated) + RESCALE_PRIOR_S)
                 self.factor = min(max(ratio, RESCALE_BOUNDS[0]), RESCALE_BOUNDS[1])
         if was is None:
             return f"    no estimate for {name}; took {clock(seconds)}"
+        planned = self.raw[name]
+        first = "" if abs(was - planned) < 0.5 else f" (planned {clock(planned)})"
         left = self.remaining()
         rest = "" if left is None else f"; remaining notebooks now ~{clock(left)}"
         return (
-            f"    estimate {clock(was)}, took {clock(seconds)} ({seconds / was:.2f}x); "
+            f"    estimate {clock(was)}{first}, took {clock(seconds)} ({seconds / was:.2f}x); "
             f"later estimates x{self.factor:.2f}{rest}"
         )
 

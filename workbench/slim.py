@@ -108,7 +108,10 @@ class Group:
 
 @dataclass
 class Plan:
-    """Which channels every prunable group keeps, and which layers stay whole and why."""
+    """Which channels every prunable group keeps, and which layers stay whole and why.
+
+    A plan refers to the tensors of the model it was made from: use it with that model.
+    """
 
     groups: list[Group]
     kept: dict[str, str]  # producer layer name -> why it is left intact
@@ -360,7 +363,9 @@ def plan(
             largest fraction given to any of its producers.
         round_to: round the kept channel count to a multiple of this (at least one
             multiple, never above the original): vectorised kernels compute channels in
-            tiles (8 float32 lanes on AVX2), so a partial tile costs as much as a full one.
+            tiles (8 float32 lanes on AVX2), so a partial tile costs nearly a full one (on
+            an AVX2 core, 19/38/38/77 channels ran slower than 16/40/40/80 with 3% fewer
+            MACs). :func:`prune_channels` rounds to 8 by default.
         criterion: ``"auto"`` (|gamma| of a following batch norm, else filter L1 norm),
             ``"l1"`` (always the filter's L1 norm).
 
@@ -843,7 +848,7 @@ def prune_channels(
     fractions: Mapping[str, float] | None = None,
     round_to: int = 8,
     criterion: str = "auto",
-    learning_rate: float = 1e-3,
+    learning_rate: float = 3e-3,
     distill: float = 0.0,
     temperature: float = 4.0,
     augment: bool = True,
@@ -860,7 +865,8 @@ def prune_channels(
         input_scale: the model gets ``pixels * input_scale`` (None: pixels as stored).
         keep: layer names left intact (e.g. the first convolution).
         fractions, round_to, criterion: see :func:`plan`.
-        learning_rate: the peak of a cosine decay to zero over ``steps``.
+        learning_rate: the peak of a cosine decay to zero over ``steps``; the cloud
+            model's own training rate (3e-3) recovered more than 1e-3 in measurements.
         distill: weight of the teacher (the unpruned model) in the loss, 0 for labels only
             (:func:`workbench.compress.fine_tune`); above 0, :func:`workbench.distill.distill`
             trains on ``(1 - distill) * CE + distill * T^2 * KL`` with the teacher run on

@@ -70,7 +70,7 @@ class Settings:
     """How hard to work on the variants. Work is counted in optimizer steps, not epochs."""
 
     prune_steps: int = 300  # fine-tuning steps while pruning (learning rate 1e-3)
-    slim_steps: int = 600  # fine-tuning steps after channel pruning (cosine decay from 1e-3)
+    slim_steps: int = 600  # fine-tuning steps after channel pruning (cosine decay from 3e-3)
     cluster_steps: int = 100  # fine-tuning steps while clustering
     qat_steps: int = 100  # quantization-aware training steps
     batch_size: int = 64
@@ -483,7 +483,7 @@ class SearchSpace:
     compare_all_layers: bool = True  # also prune every layer (not the ends) at the best level
     clusters: tuple[int, ...] = (16, 8)  # PCQAT from the sparsest level within budget
     qat: bool = True  # plain quantization-aware training of the float model
-    slim_fractions: tuple[float, ...] = (0.25, 0.5)  # structured pruning: channels removed
+    slim_fractions: tuple[float, ...] = (0.25, 0.35, 0.5)  # structured pruning: channels removed
 
 
 @dataclass

@@ -80,9 +80,10 @@ def test_peak_avx2_without_vnni():
     assert peak.float32_per_cycle == 16
     assert peak.float32_gmacs == pytest.approx(32.0)
     assert peak.int8_dot == ()
-    assert peak.int8_gmacs == pytest.approx(32.0 * 2 / 3)  # VPMOVSXBW + VPMADDWD + VPADDD
+    assert peak.int8_gmacs == pytest.approx(2 * 32.0)  # VPMADDWD: 2 MACs per int32 lane
+    assert peak.int8_kernel_macs_per_lane == pytest.approx(2 / 3)  # + VPMOVSXBW, VPADDD
     assert any("assumed" in a for a in peak.assumptions)
-    assert "no 8-bit dot product" in peak.describe()
+    assert "without an 8-bit dot product" in peak.describe()
 
 
 def test_peak_with_vnni_and_on_arm_with_dotprod():
@@ -90,9 +91,12 @@ def test_peak_with_vnni_and_on_arm_with_dotprod():
     assert (vnni.isa, vnni.lanes) == ("AVX-512", 16)
     assert vnni.float32_gmacs == pytest.approx(16 * 2 * 3.0)
     assert vnni.int8_gmacs == pytest.approx(4 * vnni.float32_gmacs)
+    assert vnni.int8_kernel_macs_per_lane == 4 and "avx512_vnni" in vnni.describe()
     arm = bench.peak_mac_rate(cpuinfo=ARM, max_freq_khz=2_400_000, fma_units=1)
     assert (arm.isa, arm.lanes, arm.fma_units, arm.int8_dot) == ("NEON", 4, 1, ("asimddp",))
     assert arm.float32_gmacs == pytest.approx(4 * 2.4)
+    no_dot = bench.peak_mac_rate(cpuinfo="Features\t: fp asimd\n", max_freq_khz=2_400_000)
+    assert no_dot.int8_kernel_macs_per_lane == pytest.approx(4 / 3)  # SMULL+SMLAL+SADALP
     assert arm.assumptions == ()  # nothing assumed: the units were given
     no_clock = bench.peak_mac_rate(cpuinfo="flags: avx2 fma", max_freq_khz=0)
     assert no_clock.clock_ghz is None and no_clock.float32_gmacs is None
@@ -105,7 +109,7 @@ def test_achieved_rate_and_share_of_peak():
     assert rate["gmacs"] == pytest.approx(16.0)
     assert rate["share_of_peak"] == pytest.approx(0.5)
     int8 = bench.achieved_mac_rate(16_000_000, 1.0, dtype="int8", peak=peak)
-    assert int8["share_of_peak"] == pytest.approx(16.0 / (32.0 * 2 / 3))
+    assert int8["share_of_peak"] == pytest.approx(16.0 / 64.0)
     with pytest.raises(ValueError, match="positive"):
         bench.achieved_mac_rate(1, 0.0, peak=peak)
     with pytest.raises(ValueError, match="float32.*int8"):

@@ -374,16 +374,32 @@ def test_prune_channels_narrows_checks_and_fine_tunes(tiny_data, distill):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_the_variant_builder_runs_a_slim_step(tiny_data):
-    from workbench import variants
+@pytest.mark.slow
+def test_a_slim_recipe_builds_a_faster_variant_end_to_end(tiny_data):
+    from pathlib import Path
+
+    from workbench import contract, variants
 
     x, y = tiny_data
-    step = variants.Step.of("slim", fraction=0.5, steps=0, round_to=1)
-    assert step.describe() == "slim(fraction=50%, round_to=1, steps=0)"
-    settings = variants.Settings(batch_size=16)
-    builder = variants._Builder(None, x, y, settings, 1 / 255, [], False)
     model = chain(activation="softmax")
-    narrowed = builder._apply(step, model)
-    assert models.count_macs(narrowed) == models.count_macs(
-        slim.narrow(model, slim.plan(model, fraction=0.5, round_to=1))
+    classifier = contract.ImageClassifier(
+        path=Path("chain.keras"), sha256="", saved_by="test", native=model, keras_model=model,
+        keras_note="in memory", input_shape=(8, 8, 3), num_classes=4,
+    )  # fmt: skip
+    evaluation = variants.Evaluation.of(
+        classifier, x[:16], y[:16], x_val=x[16:32], y_val=y[16:32], input_scale=1 / 255
     )
+    step = variants.Step.of("slim", fraction=0.5, steps=2, round_to=1)
+    assert step.describe() == "slim(fraction=50%, round_to=1, steps=2)"
+    recipes = [
+        variants.Recipe("float32", (), "float32"),
+        variants.Recipe("slim50_float32", (step,), "float32"),
+    ]
+    settings = variants.Settings(batch_size=16, latency_repeats=5)
+    built = variants.build_variants(
+        classifier, x, y, evaluation, input_scale=1 / 255, recipes=recipes,
+        settings=settings, progress=False,
+    )  # fmt: skip
+    assert [v.status for v in built] == ["ok", "ok"], [v.reason for v in built]
+    full, slimmed = built
+    assert slimmed.macs == 64 * 9 * 3 * 4 + 16 * 9 * 4 * 8 + 8 * 4 < full.macs

@@ -1,0 +1,155 @@
+"""Variants and the budgeted search: winners, frontiers, the ladder's decisions, skips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench import variants
+
+
+def _v(name, *, gzip, p50, val, ok=True, test=None):
+    return variants.Variant(
+        variant=name,
+        recipe=name,
+        status="ok" if ok else "skipped",
+        reason=None if ok else "why",
+        accuracy=test if test is not None else 0.5 + val / 100,
+        delta_pp=val,
+        val_accuracy=0.5 + val / 100,
+        val_delta_pp=val,
+        bytes=gzip * 2,
+        gzip_bytes=gzip,
+        p50_ms=p50,
+    )
+
+
+def test_winners_are_judged_on_validation_within_the_budget():
+    vs = [
+        _v("float32", gzip=1000, p50=1.0, val=0.0),
+        _v("int8", gzip=300, p50=1.2, val=-0.5),
+        _v("tiny", gzip=50, p50=0.9, val=-3.0, test=0.9),  # over budget, however good on test
+        _v("slim", gzip=800, p50=0.5, val=-0.9),
+        _v("broken", gzip=10, p50=0.1, val=0.0, ok=False),
+    ]
+    assert variants.winners(vs, 1.0) == {"smallest": "int8", "fastest": "slim"}
+    assert variants.winners(vs, 5.0) == {"smallest": "tiny", "fastest": "slim"}
+    assert variants.winners(vs, -1.0) == {"smallest": None, "fastest": None}
+    assert [v.variant for v in variants.within_budget(vs, 1.0)] == ["float32", "int8", "slim"]
+
+
+def test_frontier_keeps_only_what_nothing_beats():
+    vs = [
+        _v("a", gzip=100, p50=3.0, val=-5.0),
+        _v("b", gzip=200, p50=2.0, val=-1.0),
+        _v("c", gzip=300, p50=1.0, val=-2.0),  # bigger and worse than b
+        _v("d", gzip=400, p50=4.0, val=0.0),
+    ]
+    assert variants.frontier(vs, "gzip_bytes") == ["a", "b", "d"]
+    assert variants.frontier(vs, "p50_ms") == ["c", "b", "d"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import tf_keras as keras
+
+    from workbench import contract
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="first")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(16, 3, activation="relu", name="middle")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="last")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 12, 12, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 96)
+    classifier = contract.ImageClassifier(
+        path=__import__("pathlib").Path("tiny.keras"),
+        sha256="0" * 64,
+        saved_by="test",
+        native=model,
+        keras_model=model,
+        keras_note="built here",
+        input_shape=(12, 12, 1),
+        num_classes=3,
+    )
+    evaluation = variants.Evaluation.of(
+        classifier, x[:32], y[:32], x_val=x[32:48], y_val=y[32:48], input_scale=1 / 255
+    )
+    return classifier, x[48:], y[48:], evaluation
+
+
+SETTINGS = variants.Settings(
+    prune_steps=2, slim_steps=2, cluster_steps=2, qat_steps=2, batch_size=16,
+    calibration_samples=16, latency_repeats=5,
+)  # fmt: skip
+SPACE = variants.SearchSpace(
+    sparsities=(0.5, 0.8), compare_all_layers=True, clusters=(4,), qat=False, slim_fractions=(0.5,)
+)
+
+
+@pytest.mark.slow
+def test_search_climbs_while_within_budget_and_reports_every_step(tiny, tmp_path):
+    classifier, x, y, evaluation = tiny
+    found = variants.search(
+        classifier, x, y, evaluation, input_scale=1 / 255, budget_pp=100.0, settings=SETTINGS,
+        space=SPACE, out_dir=tmp_path, file_prefix="tiny_", progress=False,
+    )  # fmt: skip
+    names = [v.variant for v in found.variants]
+    assert names[:4] == ["float32", "dynamic_range", "float16", "int8"]
+    for expected in ("pruned50_int8", "pruned80_int8", "pruned80_float32", "pruned80_all_int8",
+                     "pqat80_int8", "pcqat80_c4_int8", "slim50_float32", "slim50_int8",
+                     "slim50_pruned80_int8"):  # fmt: skip
+        assert expected in names, (expected, names)
+    for v in found.variants:
+        assert v.status in ("ok", "skipped") and (v.ok or v.reason)
+        if v.ok:
+            assert (tmp_path / v.file).exists() and v.file.startswith("tiny_")
+    ladder = variants.ladder(found)
+    assert [row["target_sparsity"] for row in ladder] == [0.5, 0.8]
+    first = found.variant("pruned80_int8")
+    assert first.sparsity is not None and first.macs > 0
+    assert found.winners["smallest"] and found.winners["fastest"]
+    decisions = [row["decision"] for row in found.log]
+    assert any("climb on" in d for d in decisions)
+    manifest = variants.write_manifest(found, tmp_path)
+    assert manifest["default"] == found.winners["fastest"]
+    text = variants.conclusions(found)
+    assert "smallest" in text and "fastest" in text
+
+
+@pytest.mark.slow
+def test_search_stops_climbing_when_over_budget(tiny, tmp_path):
+    classifier, x, y, evaluation = tiny
+    space = variants.SearchSpace(
+        sparsities=(0.5, 0.8), compare_all_layers=False, clusters=(), qat=False, slim_fractions=()
+    )
+    found = variants.search(
+        classifier, x, y, evaluation, input_scale=1 / 255, budget_pp=-50.0, settings=SETTINGS,
+        space=space, progress=False,
+    )  # fmt: skip
+    names = [v.variant for v in found.variants]
+    assert "pruned50_int8" in names and "pruned80_int8" not in names
+    assert any("stop climbing" in row["decision"] for row in found.log)
+    assert found.winners == {"smallest": None, "fastest": None}
+    assert "loosen" in variants.conclusions(found)
+
+
+def test_a_model_without_tf_keras_gets_post_training_variants_and_reasons(tiny, tmp_path):
+    from dataclasses import replace
+
+    classifier, x, y, evaluation = tiny
+    keras3_like = replace(classifier, keras_model=None, keras_note="not available: test")
+    recipes = [
+        variants.Recipe("float32", (), "float32"),
+        variants.Recipe("pruned50_int8", (variants.Step.of("prune", sparsity=0.5),), "int8"),
+    ]
+    built = variants.build_variants(
+        keras3_like, x, y, evaluation, input_scale=1 / 255, recipes=recipes, settings=SETTINGS,
+        progress=False,
+    )  # fmt: skip
+    assert built[0].ok
+    assert built[1].status == "skipped" and "needs the model in tf-keras" in built[1].reason
