@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--no-estimate",
         action="store_true",
-        help="skip the throughput probe (about 20 s) that estimates each notebook's time; "
+        help="skip the throughput probe (20-40 s) that estimates each notebook's time; "
         "estimates then come only from earlier runs recorded on this machine",
     )
 

@@ -294,7 +294,8 @@ def compare(
         temperatures, alphas: the candidates (every pair, alpha < 1).
 
     Returns:
-        A dict: ``seeds, steps, batch_size, teacher`` (its validation and test accuracy),
+        A dict: ``seeds, steps, batch_size, train_images, teacher`` (its validation and test
+        accuracy), ``accuracy`` (per student kind, mean validation and test accuracy),
         ``candidates`` (temperature, alpha, validation accuracies per seed and their mean),
         ``chosen`` (temperature and alpha), ``runs`` (one row per trained student: seed,
         student, temperature, alpha, val_accuracy, test_accuracy (None for candidates not
@@ -390,6 +391,14 @@ def compare(
         "seeds": seeds,
         "steps": int(steps),
         "batch_size": int(batch_size),
+        "train_images": int(len(x_train)),
+        "accuracy": {
+            kind: {
+                "val_mean": float(by_seed(kind, "val_accuracy").mean()),
+                "test_mean": float(by_seed(kind, "test_accuracy").mean()),
+            }
+            for kind in (LABELS_ONLY, DISTILLED)
+        },
         "teacher": {
             "val_accuracy": accuracy(teacher, x_val, y_val),
             "test_accuracy": accuracy(teacher, x_test, y_test),
@@ -490,3 +499,112 @@ def teacher_diagnostics(
         "max_entropy_bits": float(np.log2(p.shape[1])),
         "temperatures": per_t,
     }
+
+
+# ---------------------------------------------------------------- the verdict, in words
+
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (seeds - 1); 1.96 beyond.
+T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+
+
+def confidence_interval(gain: dict) -> tuple[float, float]:
+    """95% confidence interval of the mean of paired per-seed gains (Student's t)."""
+    n = len(gain["per_seed"])
+    if n < 2:
+        return float("-inf"), float("inf")
+    half = T_975.get(n - 1, 1.96) * gain["sd"] / np.sqrt(n)
+    return gain["mean"] - half, gain["mean"] + half
+
+
+def explain(result: dict, diagnostics: dict) -> str:
+    """A short Markdown verdict on a :func:`compare` result, with the numbers that explain it.
+
+    Args:
+        result: what :func:`compare` returned.
+        diagnostics: :func:`teacher_diagnostics` of the teacher on the students' training
+            images (stored, un-augmented) and their labels.
+
+    The verdict rests on the 95% confidence interval of the mean paired gain over seeds
+    (:func:`confidence_interval`): a gain whose interval holds zero is reported as noise,
+    whatever its sign. With 3 seeds the interval is +-4.3 standard errors wide.
+    """
+    gain, n = result["gain_test_pp"], len(result["gain_test_pp"]["per_seed"])
+    lo, hi = confidence_interval(gain)
+    teacher = 100 * result["teacher"]["test_accuracy"]
+    labels = 100 * result["accuracy"][LABELS_ONLY]["test_mean"]
+    distilled = 100 * result["accuracy"][DISTILLED]["test_mean"]
+    t, alpha = result["chosen"]["temperature"], result["chosen"]["alpha"]
+    if n < 2:
+        verdict = "one seed cannot tell a gain from noise"
+    elif lo > 0:
+        verdict = f"**distillation helps** (95% interval of the mean {lo:+.2f} to {hi:+.2f} pp)"
+    elif hi < 0:
+        verdict = f"**distillation hurts** (95% interval of the mean {lo:+.2f} to {hi:+.2f} pp)"
+    else:
+        verdict = (
+            "**no gain the seeds can tell from noise**: the 95% interval of the mean, "
+            f"{lo:+.2f} to {hi:+.2f} pp, holds zero"
+        )
+    lines = [
+        f"**Distillation, measured.** Over {n} seeds the distilled student (T={t:g}, "
+        f"alpha={alpha:g}, chosen on the validation images) reaches {distilled:.1f}% on the test "
+        f"images and the labels-only student {labels:.1f}%, with the same steps, initial weights "
+        f"and augmented images: {gain['mean']:+.2f} ± {gain['sd']:.2f} pp (per seed: "
+        f"{', '.join(f'{g:+.2f}' for g in gain['per_seed'])}); {verdict}. The teacher reaches "
+        f"{teacher:.1f}%.",
+        "",
+        "What the numbers say about why:",
+        *_reasons(result, diagnostics, teacher - labels),
+    ]
+    return "\n".join(lines)
+
+
+def _reasons(result: dict, diagnostics: dict, margin_pp: float) -> list[str]:
+    t = result["chosen"]["temperature"]
+    agree = 100 * diagnostics["accuracy"]
+    confidence, ece = diagnostics["mean_confidence"], 100 * diagnostics["ece"]
+    epochs = result["steps"] * result["batch_size"] / max(1, result["train_images"])
+    secs = result["seconds"]
+    if margin_pp >= 10:
+        lead = (
+            "there is knowledge to pass on, so what limits the gain is on the student's side: "
+            "its capacity and its training budget"
+        )
+    else:
+        lead = "there is little the teacher knows that the labels do not already teach"
+    out = [
+        f"- *Teacher against student*: the teacher is {margin_pp:+.1f} pp ahead of the "
+        f"labels-only student; {lead}.",
+        f"- *Teacher against the labels*: on the students' own training images the teacher "
+        f"agrees with the labels on {agree:.1f}%. On the other {100 - agree:.1f}% its top "
+        f"answer is wrong, and the soft term ({1 - result['chosen']['alpha']:.0%} of the loss) "
+        "pulls the student towards it.",
+    ]
+    if confidence > 0.9:
+        soft = "over-confident: its answers are nearly one-hot, and a temperature is needed"
+    elif ece <= 5:
+        soft = "well calibrated and not over-confident: its answers are soft already at T=1"
+    else:
+        soft = f"miscalibrated by {ece:.1f} pp"
+    out.append(
+        f"- *How soft its answers are*: mean top probability {confidence:.2f}, calibration "
+        f"error {ece:.1f} pp: {soft}."
+    )
+    per_t = diagnostics["temperatures"].get(float(t))
+    if per_t is not None:
+        out.append(
+            f"- *At T={t:g}* the softened answers carry {per_t['entropy_bits']:.2f} bits "
+            f"(uniform: {diagnostics['max_entropy_bits']:.2f}); the top class keeps "
+            f"{per_t['top_mass']:.2f} of the mass, and where the teacher is wrong the right "
+            f"class still gets {per_t['true_class_mass_when_wrong']:.2f}."
+        )
+    out.append(
+        f"- *Budget*: {result['steps']:,} steps of {result['batch_size']} images, "
+        f"{epochs:.1f} passes over {result['train_images']:,} images per student. Running the "
+        f"teacher on every batch took {100 * secs['teacher_share']:.0f}% of a distilled "
+        f"student's time ({secs[DISTILLED]:.0f} s against {secs[LABELS_ONLY]:.0f} s): in the "
+        "same wall time the labels-only student could take "
+        f"{secs[DISTILLED] / secs[LABELS_ONLY]:.1f}x the steps."
+    )
+    return out

@@ -184,23 +184,40 @@ def student_cnn(
     width: int = 16,
     input_shape: tuple[int, int, int] = INPUT_SHAPE,
     num_classes: int = NUM_CLASSES,
+    batch_norm: bool = True,
+    bn_momentum: float = 0.9,
 ):
-    """A small edge student for distillation: two conv blocks, global pooling, softmax.
+    """A small edge student for distillation: three 3x3 convolutions, global pooling, softmax.
 
-    About a tenth of the improved CNN's parameters and MACs at 32x32x3. Any image size and
-    class count (a student for any teacher).
+    About a sixth of the improved CNN's parameters and a seventh of its MACs at 32x32x3 and
+    ``width=16``. Any image size and class count (a student for any teacher).
+
+    With ``batch_norm`` (the default) each convolution is followed by batch norm, which the
+    TFLite converter folds into the convolution: the edge model does the same work, but it
+    trains far faster. On the CIFAR-10 subset, 600 steps of batch 64 reach about 51% validation
+    accuracy with it and 36% without (measured for issue 13). Momentum 0.9, as in
+    :func:`improved_cnn`, so the moving statistics follow a short run.
     """
     import tf_keras as keras
     from tf_keras import layers
 
+    def conv(filters: int, name: str) -> list:
+        if not batch_norm:
+            return [layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)]
+        return [
+            layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name),
+            layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn"),
+            layers.ReLU(name=f"{name}_relu"),
+        ]
+
     return keras.Sequential(
         [
             keras.Input(tuple(input_shape), name="image"),
-            layers.Conv2D(width, 3, padding="same", activation="relu", name="conv1"),
+            *conv(width, "conv1"),
             layers.MaxPooling2D(2, name="pool1"),
-            layers.Conv2D(2 * width, 3, padding="same", activation="relu", name="conv2"),
+            *conv(2 * width, "conv2"),
             layers.MaxPooling2D(2, name="pool2"),
-            layers.Conv2D(4 * width, 3, padding="same", activation="relu", name="conv3"),
+            *conv(4 * width, "conv3"),
             layers.GlobalAveragePooling2D(name="gap"),
             layers.Dense(num_classes, activation="softmax", name="probabilities"),
         ],

@@ -85,10 +85,12 @@ SHAPED_CELL_S = 0.8  # per cell of 04's bandwidth check beyond its transfers (04
 STEP_FACTOR = {"prune": 0.8, "cluster": 1.15, "qat": 1.25, "slim": 0.5}
 # Setting up one fine-tuned model in notebook 03 (wrapping, cloning, compiling, tracing its
 # first step, stripping, predicting its test images), relative to the probe's first training
-# step of the plain improved CNN: notebook 03's per-variant build_seconds (run of 17:39, smoke)
-# minus its modelled steps, conversion and evaluation. PCQAT's (with the clustering before
-# it) is the largest: tracing a model wrapped for clustering and quantization took 160 s.
-SETUP_FACTOR = {"prune": 5.0, "qat": 4.5, "pcqat": 25.0, "slim": 1.7}
+# step of the plain improved CNN: notebook 03's per-variant build_seconds minus its modelled
+# steps, conversion and evaluation, in two smoke runs (17:39, load 8-9: prune 6.8, QAT 5.4,
+# cluster + PCQAT 28, slim 1.7; 18:14, load 5-6: 3.2-4.7, 4.4-6.4, 7.5-11, 1.4-2.1; the ranges
+# are relative to the probe's first step then and to REFERENCE's), rounded between them.
+# Cluster + PCQAT is the largest: tracing a model wrapped for both takes long.
+SETUP_FACTOR = {"prune": 4.5, "qat": 5.0, "pcqat": 17.0, "slim": 1.7}
 # int8 calibration: each sample runs once through TFLite's calibrating interpreter: this
 # multiple of a LiteRT float32 single-image inference (mean), from int8 conversions of the
 # improved CNN with 50 and 500 samples.
@@ -199,7 +201,9 @@ class ProbeError(RuntimeError):
 
 
 def _measure() -> dict:
-    """The probe itself (run by ``python -m workbench.plan``): about 15 s on an idle 2-core CPU."""
+    """The probe itself (run by ``python -m workbench.plan``). On the 2-core development
+    machine it took 21 s at a load average of 1, 35 s at 5 and 70-85 s at 8-9, process start
+    and TensorFlow's import included."""
     t = time.perf_counter()  # the package (this module's parent) already chose Keras 2
     import tensorflow as tf  # noqa: F401
     import tf_keras  # noqa: F401
@@ -1131,28 +1135,41 @@ class Progress:
             return f"    no estimate for {name}; took {clock(seconds)}"
         planned = self.raw[name]
         first = "" if abs(was - planned) < 0.5 else f" (planned {clock(planned)})"
+        line = f"    estimate {clock(was)}{first}, took {clock(seconds)} ({seconds / was:.2f}x)"
+        if all(n in self.actual for n in self.names):
+            return line
         left = self.remaining()
         rest = "" if left is None else f"; remaining notebooks now ~{clock(left)}"
-        return (
-            f"    estimate {clock(was)}{first}, took {clock(seconds)} ({seconds / was:.2f}x); "
-            f"later estimates x{self.factor:.2f}{rest}"
-        )
+        return f"{line}; later estimates x{self.factor:.2f}{rest}"
 
     def remaining(self, now: float | None = None) -> float | None:
         """Seconds left for the run: the current notebook's rest and those not yet started
-        (None when one of them has no estimate)."""
+        (None when one of them has no estimate). While the current notebook runs over its
+        estimate, the later ones are rescaled as if it finished now (they rise with it)."""
         now = self.clock() if now is None else now
+        factor = self._live_factor(now)
         left = 0.0
         for name in self.names:
             if name in self.actual:
                 continue
-            est = self.estimate(name)
-            if est is None:
+            if self.raw.get(name) is None:
                 return None
             if name == self.current:
-                est = max(est - (now - self.current_start), 0.0)
-            left += est
+                left += max(self.estimate(name) - (now - self.current_start), 0.0)
+            else:
+                left += self.raw[name] * factor
         return left
+
+    def _live_factor(self, now: float) -> float:
+        """The rescaling factor, raised while the current notebook runs over its estimate."""
+        raw = self.raw.get(self.current) if self.current else None
+        elapsed = now - self.current_start
+        if raw is None or elapsed <= raw * self.factor:
+            return self.factor
+        done = [n for n in self.actual if self.raw.get(n) is not None]
+        actual = sum(self.actual[n] for n in done) + elapsed + RESCALE_PRIOR_S
+        planned = sum(self.raw[n] for n in done) + raw + RESCALE_PRIOR_S
+        return min(max(self.factor, actual / planned), RESCALE_BOUNDS[1])
 
     def status(self, now: float | None = None) -> str:
         """The progress line: notebook, its elapsed time against its estimate, the run's ETA."""

@@ -131,6 +131,23 @@ def kernel_name() -> str:
     return "workbench" if "workbench" in specs else "python3"
 
 
+CELL_TIMEOUT_S = 3600  # no cell of the full profile comes near it; a hung kernel fails instead
+
+
+def _kernel_config():
+    """Kernels talk to papermill over IPC sockets (files), not TCP ports on localhost.
+
+    Two kernels starting at once (a notebook run beside JupyterLab, or two runs) can pick
+    the same free TCP ports and hang; IPC connection files cannot collide, and the kernel
+    no longer warns that it "is running over TCP without encryption".
+    """
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    return config
+
+
 def execute(
     name: str,
     *,
@@ -172,6 +189,8 @@ def execute(
                 cwd=str(paths.notebooks_dir()),
                 progress_bar=progress,
                 log_output=False,
+                execution_timeout=CELL_TIMEOUT_S,
+                config=_kernel_config(),
             )
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(_failure_message(name, err, output)) from None

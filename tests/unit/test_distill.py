@@ -206,3 +206,42 @@ def test_teacher_diagnostics_measure_agreement_confidence_and_softening():
     assert d["temperatures"][4.0]["entropy_bits"] > d["temperatures"][1.0]["entropy_bits"]
     assert d["temperatures"][1.0]["true_class_mass_when_wrong"] == pytest.approx((0.2 + 0.25) / 2)
     assert d["max_entropy_bits"] == 2.0
+
+
+def _result(gains):
+    g = distill.mean_sd(gains)
+    return {
+        "gain_test_pp": g,
+        "teacher": {"test_accuracy": 0.64},
+        "accuracy": {
+            distill.LABELS_ONLY: {"test_mean": 0.50},
+            distill.DISTILLED: {"test_mean": 0.50 + g["mean"] / 100},
+        },
+        "chosen": {"temperature": 2.0, "alpha": 0.5},
+        "steps": 600,
+        "batch_size": 64,
+        "train_images": 4800,
+        "seconds": {distill.LABELS_ONLY: 50.0, distill.DISTILLED: 100.0, "teacher_share": 0.5},
+    }
+
+
+@pytest.mark.parametrize(
+    ("gains", "verdict"),
+    [
+        ([1.0, 1.2, 0.9], "distillation helps"),
+        ([-1.0, -1.2, -0.9], "distillation hurts"),
+        ([2.0, -1.5, 0.4], "no gain the seeds can tell from noise"),
+    ],
+)
+def test_explanation_judges_the_gain_by_its_confidence_interval(gains, verdict):
+    diagnostics = distill.teacher_diagnostics(
+        np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]]), np.array([0, 2]), temperatures=(2.0,)
+    )
+    text = distill.explain(_result(gains), diagnostics)
+    assert verdict in text
+    lo, hi = distill.confidence_interval(distill.mean_sd(gains))
+    assert lo < np.mean(gains) < hi and hi - lo == pytest.approx(
+        2 * 4.30 * np.std(gains, ddof=1) / np.sqrt(3)
+    )
+    assert "agrees with the labels on 50.0%" in text and "+14.0 pp ahead" in text
+    assert "At T=2" in text and "2.0x the steps" in text

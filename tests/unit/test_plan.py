@@ -265,6 +265,17 @@ def test_progress_into_a_log_writes_a_line_every_30_s():
     assert progress.finish("02-b", 200.0).startswith("    estimate 7:30 (planned 5:00), took 3:20")
 
 
+def test_a_notebook_running_over_raises_the_later_estimates():
+    estimates = {n: plan.Estimate(n, 100.0, "probe") for n in ("01-a", "02-b", "03-c")}
+    progress, out, now = clocked(plan.Plan("full", [], estimates, STUB, "stub"), interactive=False)
+    progress.start("01-a")
+    now[0] = 40.0
+    assert progress.remaining() == pytest.approx(60 + 200)
+    now[0] = 200.0  # 100 s over: the two later ones as if 01-a took 200 s (+ a minute on target)
+    assert progress.remaining() == pytest.approx(2 * 100 * (200 + 60) / (100 + 60))
+    assert progress.estimate("02-b") == pytest.approx(100.0)  # not rescaled until 01-a ends
+
+
 def test_progress_on_a_terminal_redraws_one_line():
     progress, out, now = clocked(two_notebooks(), interactive=True)
     progress.start("01-a")
@@ -304,6 +315,13 @@ def test_run_all_prints_the_plan_and_records_the_estimate(subset_counts, tmp_pat
     assert "later estimates x" in text
     runs = plan.read_runs()
     assert all(runs[n]["estimate_basis"] == "probe" and runs[n]["estimate_s"] > 0 for n in names)
+
+    monkeypatch.setenv("WORKBENCH_REPORTS", str(tmp_path / "elsewhere"))  # no recorded runs
+    monkeypatch.setattr(plan, "probe", no_probe)
+    out.truncate(0)
+    assert cli.main(["run", "--profile", "smoke", "--no-estimate"]) == 0
+    assert "throughput: not measured (--no-estimate)" in out.getvalue()
+    assert plan.read_runs()[names[0]]["estimate_basis"].startswith("no estimate")
 
 
 def test_the_probe_process_answer_is_read_or_refused(monkeypatch):
