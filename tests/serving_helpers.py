@@ -78,7 +78,7 @@ def require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        message = f"{module} is not installed (optional extra 'cloud' in requirements.txt)"
+        message = f'{module} is not installed: pip install -e ".[cloud]" (or make setup)'
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

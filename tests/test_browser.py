@@ -119,8 +119,9 @@ def _lab_root():
     return paths.reports_dir("browser", "lab")
 
 
-def _prepare_smoke_copy(name: str):
-    """A copy of notebook ``name`` with its smoke parameters injected, not executed."""
+def _prepare_smoke_copy(name: str, **overrides):
+    """A copy of notebook ``name`` with its smoke parameters (and ``overrides``) injected,
+    not executed."""
     import papermill as pm
 
     from workbench import report, runner
@@ -130,7 +131,7 @@ def _prepare_smoke_copy(name: str):
     pm.execute_notebook(
         str(paths.notebooks_dir() / f"{name}.ipynb"),
         str(target),
-        parameters=runner.profile_parameters(name, "smoke"),
+        parameters={**runner.profile_parameters(name, "smoke"), **overrides},
         prepare_only=True,
         progress_bar=False,
     )
@@ -282,13 +283,16 @@ def test_notebook_01_runs_in_jupyterlab_and_the_k_widget_redraws(lab):
 
 @pytest.fixture(scope="module")
 def cloud_model(lab, cifar10_path):
-    """Notebook 02 run headless (smoke): 03 and 04 read its model."""
-    from workbench import runner
+    """Notebook 02 run headless (smoke): 03 and 04 read its model. The same run serves the
+    notebook tests (``notebook_runs``), so the session trains it once."""
+    from notebook_runs import run_once
 
-    try:
-        runner.execute("02-cloud-cifar10-cnn", profile="smoke", progress=False)
-    except runner.NotebookFailed as err:
-        pytest.fail(str(err), pytrace=False)
+    run_once("02-cloud-cifar10-cnn")
+
+
+# 03 in the browser checks its widgets, not its search (test_notebooks runs that in full
+# smoke): no clustering and no structured pruning, which cost two thirds of its time.
+BROWSER_03 = {"cluster_counts": [], "slim_fractions": []}
 
 
 def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
@@ -297,7 +301,7 @@ def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
     shots = paths.reports_dir("browser")
 
     name = "03-compress-for-the-edge"
-    _prepare_smoke_copy(name)
+    _prepare_smoke_copy(name, **BROWSER_03)
     with _browser_page("03") as page:
         _run_all(
             page, url, token, f"{name}.ipynb", _results_recorded(name, "figures"), timeout_s=400

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from workbench import bench, emulation, network, serving, train
+from workbench import bench, emulation, export, network, serving
 
 pytestmark = pytest.mark.slow
 NETEM, NETEM_WHY = network.netem_available()
@@ -36,7 +36,7 @@ def test_link_model_within_15_percent_of_netem(name, tmp_path):
             keras.layers.Dense(10, activation="softmax"),
         ]
     )
-    train.export_saved_model(model, base=tmp_path, name="tiny")
+    export.export_saved_model(model, base=tmp_path, name="tiny")
     image = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
     body = serving.encode_images(image, "json")
     with serving.serving(tmp_path) as server, serving.ServingClient(server.url, "tiny") as client:

@@ -11,69 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from notebook_runs import BINDER_BYTES, NOTEBOOKS
+from notebook_runs import run_once as _run
 
-from workbench import memory, report, runner
+from workbench import report, runner
 
-NOTEBOOKS = runner.notebook_names()
-BINDER_BYTES = 2 * 1024**3  # mybinder.org's memory limit (a container cap, 2 GB)
 # Where this machine allows it, the notebooks run under a real 2 GiB cgroup cap (below): a
 # notebook that does not fit is killed, which is the test that matters. Elsewhere the sampled
 # peak is checked. Notebook 03's kernel touches many of TensorFlow's library pages (the
 # converter, tfmot), clean file-backed pages that a cap evicts rather than kill the kernel:
 # its uncapped total has reached 2.2 GiB, hence its looser uncapped guard.
 UNCAPPED_TOTAL = {"03": int(2.5 * 1024**3)}
-_done: dict[str, runner.Execution] = {}
-
-
-def _run(name: str) -> runner.Execution:
-    """Run ``name`` (and the notebooks before it, once): under a 2 GiB cgroup where possible."""
-    for earlier in NOTEBOOKS[: NOTEBOOKS.index(name)]:
-        if earlier not in _done:
-            _run(earlier)
-    if name not in _done:
-        _done[name] = _capped(name) if memory.MemoryLimit.unavailable() is None else _plain(name)
-    return _done[name]
-
-
-def _plain(name: str) -> runner.Execution:
-    try:
-        return runner.execute(name, profile="smoke", progress=False)
-    except runner.NotebookFailed as err:
-        pytest.fail(str(err), pytrace=False)
-
-
-def _capped(name: str) -> runner.Execution:
-    """``python -m workbench run --memory-cap-mib 2048 NAME`` in a fresh process.
-
-    A fresh process because the cgroup charges everything in it: this pytest process has
-    TensorFlow loaded by other tests, a Binder session's Jupyter server does not.
-    """
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workbench",
-            "run",
-            "--profile",
-            "smoke",
-            "--memory-cap-mib",
-            str(BINDER_BYTES // 2**20),
-            name,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(
-            f"{name} failed under a {BINDER_BYTES // 2**20} MiB memory cap:\n"
-            + "\n".join((done.stderr or done.stdout).splitlines()[-60:]),
-            pytrace=False,
-        )
-    return runner.recorded_run(name)
 
 
 def check_01(r: dict) -> None:
@@ -112,8 +60,12 @@ def check_03(r: dict) -> None:
         if v["status"] != "ok":
             assert v["reason"], f"{name} skipped without a reason"
             continue
+        # Agreement with the Keras model it was converted from: exact for float, close for
+        # quantized ones. The smoke profile's model is trained for a minute (about 40%), so
+        # many test images are near-ties that quantization flips; a QAT model's fake
+        # quantizers also see batch norm apart from its convolution, which the converter folds.
         exact = name in ("float32", "float16") or name.endswith("_float32")
-        floor = 0.99 if exact else 0.95  # agreement with the Keras model it was converted from
+        floor = 0.99 if exact else 0.90
         assert v["agreement_source"] >= floor, f"{name}: {v['agreement_source']:.3f} < {floor}"
     ladder = sorted(r["sparsity_ladder"], key=lambda row: row["target_sparsity"])
     assert len(ladder) >= 2, "the smoke budget must let the ladder climb at least once"
@@ -150,7 +102,12 @@ def check_04(r: dict) -> None:
     assert payloads["tensor_proto_png"]["request_bytes"] < payloads["png_b64"]["request_bytes"]
     assert payloads["tensor_proto"]["protocol"] == "grpc"
     assert all(p["compute_p50_ms"] > 0 for p in payloads.values())
-    assert r["edge_cloud_agreement"] >= 0.8, "the edge model should mostly agree with the cloud"
+    # The default edge model is the fastest within 03's accuracy budget: the same weights
+    # (a plain conversion) agree with the cloud on most images; a slimmed or pruned model is a
+    # different network of about the same accuracy, and far above chance agreement (10%).
+    same_weights = r["edge_variant"] in ("float32", "float16", "dynamic_range", "int8")
+    floor = 0.8 if same_weights else 0.35
+    assert r["edge_cloud_agreement"] >= floor, (r["edge_variant"], r["edge_cloud_agreement"])
     points = {(row["batching"], row["clients"]) for row in r["batching"]}
     assert len(points) == len(r["batching"]) >= 4 and all(
         row["failures"] == 0 for row in r["batching"]
@@ -185,7 +142,9 @@ def check_05(r: dict) -> None:
     assert len(r["best_split_per_link"]) == 6
     assert 0.0 <= r["student_int8"]["accuracy"] <= 1.0 and r["student_int8"]["gzip_bytes"] > 0
     students = r["students"]
-    assert len(students["gain_test_pp"]["per_seed"]) == len({row["seed"] for row in students["runs"]})
+    assert len(students["gain_test_pp"]["per_seed"]) == len(
+        {row["seed"] for row in students["runs"]}
+    )
 
 
 CHECKS: dict[str, Callable[[dict], None]] = {

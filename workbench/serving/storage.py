@@ -24,8 +24,8 @@ from pathlib import Path
 VERSION_RE = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit an int64
 SAVED_MODEL = "saved_model.pb"
 CLOUD_EXTRA_HINT = (
-    "install the optional cloud packages listed in requirements.txt under "
-    '"optional extra cloud" (fsspec and s3fs)'
+    'install the optional cloud extra: pip install -e ".[cloud]" (fsspec and s3fs; '
+    "`make setup` installs it)"
 )
 
 

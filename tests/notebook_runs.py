@@ -1,0 +1,68 @@
+"""Notebook runs shared by the notebook and browser tests: each notebook runs once a session.
+
+Later notebooks read the artifacts of earlier ones, so running one first runs those before
+it. Where the machine allows it (Linux, root, a cgroup memory controller), each runs in a
+fresh ``python -m workbench run`` process inside a 2 GiB memory cgroup, as a mybinder.org
+container is; elsewhere in this process, with the peak sampled.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench import memory, runner
+
+NOTEBOOKS = runner.notebook_names()
+BINDER_BYTES = 2 * 1024**3  # mybinder.org's memory limit (a container cap, 2 GB)
+_done: dict[str, runner.Execution] = {}
+
+
+def run_once(name: str) -> runner.Execution:
+    """Run ``name`` (and the notebooks before it, once): under a 2 GiB cgroup where possible."""
+    for earlier in NOTEBOOKS[: NOTEBOOKS.index(name)]:
+        if earlier not in _done:
+            run_once(earlier)
+    if name not in _done:
+        _done[name] = _capped(name) if memory.MemoryLimit.unavailable() is None else _plain(name)
+    return _done[name]
+
+
+def _plain(name: str) -> runner.Execution:
+    try:
+        return runner.execute(name, profile="smoke", progress=False)
+    except runner.NotebookFailed as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def _capped(name: str) -> runner.Execution:
+    """``python -m workbench run --memory-cap-mib 2048 NAME`` in a fresh process.
+
+    A fresh process because the cgroup charges everything in it: this pytest process has
+    TensorFlow loaded by other tests, a Binder session's Jupyter server does not.
+    """
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "run",
+            "--profile",
+            "smoke",
+            "--memory-cap-mib",
+            str(BINDER_BYTES // 2**20),
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"{name} failed under a {BINDER_BYTES // 2**20} MiB memory cap:\n"
+            + "\n".join((done.stderr or done.stdout).splitlines()[-60:]),
+            pytrace=False,
+        )
+    return runner.recorded_run(name)
