@@ -67,10 +67,15 @@ PROFILES: dict[str, Settings] = {
             calibration_samples=100,
             latency_repeats=30,
         ),
-        # one of each technique family, none of the costly extras (ladder climbing, every
-        # layer pruned, PCQAT: notebook 03's smoke run and the unit tests cover those)
+        # one of each technique family (PQAT stands for quantization-aware training), none of
+        # the costly extras (ladder climbing, every layer pruned, plain QAT, PCQAT: notebook
+        # 03's smoke run and the unit tests cover those)
         space=variants_mod.SearchSpace(
-            sparsities=(0.5,), compare_all_layers=False, clusters=(), slim_fractions=(0.25,)
+            sparsities=(0.5,),
+            compare_all_layers=False,
+            clusters=(),
+            qat=False,
+            slim_fractions=(0.25,),
         ),
         n_train=600,
         n_test=200,

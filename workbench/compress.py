@@ -204,14 +204,20 @@ def prune(
     augment: bool = False,
     progress: bool = True,
     seed: int = 0,
+    lr_schedule: str = "cosine",
 ):
     """Magnitude pruning to ``sparsity`` with fine-tuning; returns the stripped (plain) model.
 
     Every layer with a kernel that tfmot can prune is pruned, except those in ``keep_dense``
     (the first convolution and the classifier are the usual candidates: few weights, much
     accuracy). The learning rate is that of training (1e-3), not a timid fine-tuning rate:
-    the network must re-learn around the weights it loses. Augmentation is off by default:
-    a short fine-tune recovers more accuracy without it (it has no time to overfit).
+    the network must re-learn around the weights it loses. It decays to zero over the steps
+    (``lr_schedule="cosine"``; ``"constant"`` keeps it): a model trained to convergence with a
+    decaying rate is knocked off its minimum by a constant 1e-3 and has no time to settle back
+    (measured for issue 13 on notebook 02's CNN and the CIFAR-10 subset, 150 steps per
+    level, 50% then 70%: ``"constant"`` lost 3.1 and 5.5 points of validation accuracy,
+    ``"cosine"`` gained 0.2 and 1.7). Augmentation is off by default: a short fine-tune recovers more
+    accuracy without it (it has no time to overfit).
 
     A model that is already sparse (an earlier, lower level) is pruned on from its current
     sparsity: progressive pruning, which reuses the earlier fine-tuning.
@@ -238,13 +244,22 @@ def prune(
         wanted,
         what="pruning",
     )
+    import tf_keras as keras
+
+    if lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', not {lr_schedule!r}")
+    rate = (
+        keras.optimizers.schedules.CosineDecay(learning_rate, max(1, steps))
+        if lr_schedule == "cosine"
+        else learning_rate
+    )
     fine_tune(
         pruned,
         x_train,
         y_train,
         steps=max(1, steps),
         batch_size=batch_size,
-        learning_rate=learning_rate,
+        learning_rate=rate,
         input_scale=input_scale,
         progress=progress,
         seed=seed,

@@ -69,7 +69,7 @@ class Recipe:
 class Settings:
     """How hard to work on the variants. Work is counted in optimizer steps, not epochs."""
 
-    prune_steps: int = 300  # fine-tuning steps while pruning (learning rate 1e-3)
+    prune_steps: int = 300  # fine-tuning steps while pruning (cosine decay from 1e-3)
     slim_steps: int = 600  # fine-tuning steps after channel pruning (cosine decay from 3e-3)
     cluster_steps: int = 100  # fine-tuning steps while clustering
     qat_steps: int = 100  # quantization-aware training steps

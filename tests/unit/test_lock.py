@@ -20,7 +20,7 @@ import pytest
 from lockfiles import LOCK, PROJECT, ROOT, closure, declared, names, pins
 from packaging.utils import canonicalize_name
 
-LOCAL = {"workbench", "conftest", "serving_helpers", "lockfiles"}
+LOCAL = {"workbench", "conftest", "serving_helpers", "notebook_runs", "lockfiles"}
 # Platform for which the lock is resolved (see LOCK_TARGET in the Makefile).
 LOCK_ENV = {"sys_platform": "linux", "platform_system": "Linux", "python_version": "3.11"}
 RUNTIME = names(declared())
