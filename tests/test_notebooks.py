@@ -16,12 +16,13 @@ from notebook_runs import run_once as _run
 
 from workbench import report, runner
 
-# Where this machine allows it, the notebooks run under a real 2 GiB cgroup cap (below): a
-# notebook that does not fit is killed, which is the test that matters. Elsewhere the sampled
-# peak is checked. Notebook 03's kernel touches many of TensorFlow's library pages (the
-# converter, tfmot), clean file-backed pages that a cap evicts rather than kill the kernel:
-# its uncapped total has reached 2.2 GiB, hence its looser uncapped guard.
-UNCAPPED_TOTAL = {"03": int(2.5 * 1024**3)}
+# Where this machine allows it, the notebooks run under a real 2 GiB cgroup cap: a notebook
+# that does not fit is killed, which is the test that matters. The cgroup also charges the
+# page cache (the dataset, TensorFlow's library files), which it evicts under the cap, so its
+# own peak sits at the cap; the headroom is checked on the heap, which cannot be evicted: at
+# most 1.7 GiB, 300 MiB below Binder's limit. Elsewhere the sampled peak (heap plus shared
+# library pages) must stay below the limit.
+HEADROOM_BYTES = int(1.7 * 1024**3)
 
 
 def check_01(r: dict) -> None:
@@ -165,11 +166,11 @@ def test_notebook(name: str, workdirs, cifar10_path) -> None:
     assert execution.output.exists()
     mib = f"{execution.peak_memory_bytes / 2**20:.0f} MiB ({execution.peak_private_bytes / 2**20:.0f} MiB heap)"
     assert 0 < execution.peak_private_bytes <= execution.peak_memory_bytes, mib
+    assert execution.peak_private_bytes <= HEADROOM_BYTES, f"{name} peaked at {mib}"
     if execution.limit_bytes:  # it ran to the end inside the cap: it fits
         assert execution.limit_bytes == BINDER_BYTES and execution.limit_peak_bytes > 0
     else:
-        limit = UNCAPPED_TOTAL.get(name[:2], BINDER_BYTES)
-        assert execution.peak_memory_bytes < limit, f"{name} peaked at {mib}"
+        assert execution.peak_memory_bytes < BINDER_BYTES, f"{name} peaked at {mib}"
     results = report.load_results(name)
     assert results.get("summary_keys"), f"{name} recorded no summary figures"
     for key in results["summary_keys"]:

@@ -67,11 +67,14 @@ class Recipe:
 
 @dataclass
 class Settings:
-    """How hard to work on the variants. Work is counted in optimizer steps, not epochs."""
+    """How hard to work on the variants. Work is counted in optimizer steps, not epochs.
 
-    prune_steps: int = 300  # fine-tuning steps while pruning (cosine decay from 1e-3)
-    slim_steps: int = 600  # fine-tuning steps after channel pruning (cosine decay from 3e-3)
-    cluster_steps: int = 100  # fine-tuning steps while clustering
+    The defaults are notebook 03's full profile, sized so that the whole flow fits its time
+    budget on a 2-core CPU (see :mod:`workbench.plan`)."""
+
+    prune_steps: int = 150  # fine-tuning steps per pruning level (cosine decay from 1e-3)
+    slim_steps: int = 400  # fine-tuning steps after channel pruning (cosine decay from 3e-3)
+    cluster_steps: int = 60  # fine-tuning steps while clustering
     qat_steps: int = 100  # quantization-aware training steps
     batch_size: int = 64
     calibration_samples: int = 500  # training images for int8 calibration
@@ -481,9 +484,9 @@ class SearchSpace:
 
     sparsities: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9)  # the ladder, pruned progressively
     compare_all_layers: bool = True  # also prune every layer (not the ends) at the best level
-    clusters: tuple[int, ...] = (16, 8)  # PCQAT from the sparsest level within budget
+    clusters: tuple[int, ...] = (16,)  # PCQAT from the sparsest level within budget
     qat: bool = True  # plain quantization-aware training of the float model
-    slim_fractions: tuple[float, ...] = (0.25, 0.35, 0.5)  # structured pruning: channels removed
+    slim_fractions: tuple[float, ...] = (0.25, 0.35)  # structured pruning: channels removed
 
 
 @dataclass
