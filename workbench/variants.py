@@ -784,6 +784,20 @@ def conclusions(found: SearchResult, *, peak=None, dot_flags=(), threads: int = 
         )
     if not (small or fast):
         lines.append("- no variant stays within the budget: loosen `budget_pp`.")
+    winners = [w for w in (small, fast) if w]
+    missed = [
+        v for i, v in enumerate(winners)
+        if v not in winners[:i] and v.delta_pp is not None and v.delta_pp < -found.budget_pp
+    ]  # fmt: skip
+    if missed:
+        lines += [
+            "",
+            "On the test images "
+            + " and ".join(f"{v.variant} loses {-v.delta_pp:.2f} pp" for v in missed)
+            + f", more than the {found.budget_pp:g} pp budget its validation images allowed: "
+            "a small validation split cannot resolve differences of a point or two. Hold out "
+            "more images, or read the table for the next candidate.",
+        ]
     int8 = next((v for v in found.variants if v.variant == "int8" and v.ok), None)
     if int8:
         lines += [

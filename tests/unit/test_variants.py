@@ -153,3 +153,25 @@ def test_a_model_without_tf_keras_gets_post_training_variants_and_reasons(tiny, 
     )  # fmt: skip
     assert built[0].ok
     assert built[1].status == "skipped" and "needs the model in tf-keras" in built[1].reason
+
+
+def test_conclusions_say_when_a_winner_misses_the_budget_on_the_test_images():
+    def v(name, delta, gz, p50):
+        return variants.Variant(
+            variant=name, recipe=name, status="ok", accuracy=0.6 + delta / 100, delta_pp=delta,
+            val_accuracy=0.6, val_delta_pp=0.0, bytes=1000, gzip_bytes=gz, p50_ms=p50, macs=10**6,
+        )  # fmt: skip
+
+    found = variants.SearchResult(
+        variants=[v("float32", 0.0, 900, 1.5), v("small", 0.4, 80, 1.6), v("fast", -2.3, 500, 0.9)],
+        budget_pp=1.0,
+        winners={"smallest": "small", "fastest": "fast"},
+        frontier_size=[],
+        frontier_speed=[],
+        log=[],
+    )
+    text = variants.conclusions(found)
+    assert "fast loses 2.30 pp, more than the 1 pp budget" in text
+    assert "small loses" not in text
+    found.winners["fastest"] = "small"
+    assert "more than the" not in variants.conclusions(found)
