@@ -225,6 +225,8 @@ def prune(
     Raises:
         TechniqueError: no layer can be pruned, or tfmot refuses the model.
     """
+    if lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', not {lr_schedule!r}")
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
@@ -246,8 +248,6 @@ def prune(
     )
     import tf_keras as keras
 
-    if lr_schedule not in ("cosine", "constant"):
-        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', not {lr_schedule!r}")
     rate = (
         keras.optimizers.schedules.CosineDecay(learning_rate, max(1, steps))
         if lr_schedule == "cosine"
