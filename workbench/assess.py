@@ -57,7 +57,7 @@ class Settings:
 
 
 PROFILES: dict[str, Settings] = {
-    # Notebook 03's search without its teaching extras (plain QAT, every layer pruned, 90%
+    # Notebook 03's search without its teaching extras (plain QAT, the ends pruned too, 90%
     # sparsity), none of which won on the CIFAR model: with them, assessing that model
     # (150k parameters, 5k images, 2 cores) took 14.2 minutes, over its 10-minute target.
     "default": Settings(
@@ -75,7 +75,7 @@ PROFILES: dict[str, Settings] = {
             latency_repeats=30,
         ),
         # one of each technique family (PQAT stands for quantization-aware training), none of
-        # the costly extras (ladder climbing, every layer pruned, plain QAT, PCQAT: notebook
+        # the costly extras (ladder climbing, the ends pruned too, plain QAT, PCQAT: notebook
         # 03's smoke run and the unit tests cover those)
         space=variants_mod.SearchSpace(
             sparsities=(0.5,),

@@ -529,12 +529,12 @@ def _work_03(p: dict, env: Environment) -> list[Work]:
     levels, clusters = len(p["sparsities"]), len(p["cluster_counts"])
     fractions, batch = len(p["slim_fractions"]), p["batch_size"]
     # variants.search, every step taken (the ladders may stop early): 4 post-training, QAT,
-    # the ladder, at the best level pruned float32 + all layers + PQAT + per cluster count
-    # PCQAT, per channel fraction float32 and int8, one slim + prune.
+    # the ladder, at the best level pruned float32 + all layers (one more rung) + PQAT + per
+    # cluster count PCQAT, per channel fraction float32 and int8, one slim + prune.
     variants = 4 + 1 + levels + 3 + clusters + 2 * fractions + 1
     int8 = 1 + 1 + levels + 2 + clusters + fractions + 1
     tuned = variants - 4 - 1 - fractions  # fine-tuned variants predicted by Keras (float32 too)
-    prune_steps = (2 * levels + 1) * p["prune_steps"]  # ladder, all layers (x levels), slim
+    prune_steps = (levels + 2) * p["prune_steps"]  # the ladder, all layers, slim + prune
     improved = "train:improved_cnn"
     return [
         Work("fine-tuning: pruning", prune_steps * batch, "images", f"{improved}:prune"),

@@ -135,6 +135,8 @@ def test_compression_work_counts_every_variant_of_the_search():
     # + 2 fractions x (float32, int8) + slim-and-prune
     assert base["TFLite conversions"].quantity == 4 + 1 + 4 + 3 + 2 + 4 + 1
     assert base["set-ups: clustering + PCQAT"].quantity == 2
+    # the ladder's four rungs, the ends pruned too (one rung), the slim model pruned
+    assert base["fine-tuning: pruning"].quantity == (4 + 1 + 1) * 150 * 64
     more = terms("03-compress-for-the-edge", {"prune_steps": 300})
     less = terms("03-compress-for-the-edge", {"prune_steps": 150})
     assert more["fine-tuning: pruning"].seconds == pytest.approx(

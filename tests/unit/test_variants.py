@@ -87,7 +87,11 @@ SETTINGS = variants.Settings(
     calibration_samples=16, latency_repeats=5,
 )  # fmt: skip
 SPACE = variants.SearchSpace(
-    sparsities=(0.5, 0.8), compare_all_layers=True, clusters=(4,), qat=False, slim_fractions=(0.5,)
+    sparsities=(0.5, 0.8),
+    compare_all_layers=True,
+    clusters=(4,),
+    qat=False,
+    slim_fractions=(0.25, 0.5),
 )
 
 
@@ -104,6 +108,10 @@ def test_search_climbs_while_within_budget_and_reports_every_step(tiny, tmp_path
                      "pqat80_int8", "pcqat80_c4_int8", "slim50_float32", "slim50_int8",
                      "slim50_pruned80_int8"):  # fmt: skip
         assert expected in names, (expected, names)
+    # the largest channel fraction goes first; within the budget, the milder one is not built
+    assert "slim25_float32" not in names
+    # the ends pruned too: one more rung on top of the ladder's model, not a fresh start
+    assert found.variant("pruned80_all_int8").recipe.count("prune") == 3
     for v in found.variants:
         assert v.status in ("ok", "skipped") and (v.ok or v.reason)
         if v.ok:
@@ -125,7 +133,11 @@ def test_search_climbs_while_within_budget_and_reports_every_step(tiny, tmp_path
 def test_search_stops_climbing_when_over_budget(tiny, tmp_path):
     classifier, x, y, evaluation = tiny
     space = variants.SearchSpace(
-        sparsities=(0.5, 0.8), compare_all_layers=False, clusters=(), qat=False, slim_fractions=()
+        sparsities=(0.5, 0.8),
+        compare_all_layers=False,
+        clusters=(),
+        qat=False,
+        slim_fractions=(0.25, 0.5),
     )
     found = variants.search(
         classifier, x, y, evaluation, input_scale=1 / 255, budget_pp=-50.0, settings=SETTINGS,
@@ -133,6 +145,9 @@ def test_search_stops_climbing_when_over_budget(tiny, tmp_path):
     )  # fmt: skip
     names = [v.variant for v in found.variants]
     assert "pruned50_int8" in names and "pruned80_int8" not in names
+    # over the budget, structured pruning falls back to fewer channels removed
+    assert names.index("slim50_float32") < names.index("slim25_float32")
+    assert not any("_pruned" in n for n in names if n.startswith("slim"))
     assert any("stop climbing" in row["decision"] for row in found.log)
     assert found.winners == {"smallest": None, "fastest": None}
     assert "loosen" in variants.conclusions(found)
