@@ -730,6 +730,12 @@ def conclusions(
                 if met
                 else "."
             )
+            + (
+                " The edge model alone is already that close to the cloud model: compression "
+                "kept what the cloud knows, so the cloud adds nothing a cascade could use."
+                if met and c["cloud_fraction"] == 0
+                else ""
+            )
         )
     lines += [
         "",
