@@ -252,6 +252,10 @@ class PeakMacRate:
         )
         if self.int8_dot:
             int8 = f"int8 with {', '.join(self.int8_dot)}: 4 MACs per lane in one instruction"
+            if "amx_int8" in self.int8_dot:
+                int8 += (
+                    " (AMX's tile unit is not counted: a kernel that uses it can pass this peak)"
+                )
         else:
             int8 = (
                 "int8 without an 8-bit dot product: 2 MACs per lane per multiply, but "

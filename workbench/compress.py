@@ -414,7 +414,8 @@ def quantization_aware(
     input_scale: float | None,
     learning_rate: float = 1e-4,
     preserve: str | None = None,
-    augment: bool = True,
+    augment: bool = False,
+    range_batches: int = 8,
     progress: bool = True,
     seed: int = 0,
 ):
@@ -423,10 +424,21 @@ def quantization_aware(
     Only layers tfmot's 8-bit scheme supports are annotated; others (a ``Rescaling``, a
     custom layer) stay float in training and get their int8 ranges from calibration.
 
+    tfmot starts every activation range at [-6, 6] and moves it towards the data by 0.1%
+    per step (an exponential moving average with decay 0.999): after a short fine-tune the
+    ranges are still mostly the initial ones, too wide for the data, and the int8 model
+    loses accuracy that post-training calibration keeps. So the ranges are first set from
+    ``range_batches`` batches of training images (:func:`calibrate_ranges`); 0 skips that.
+    On the CIFAR-10 subset (the 35%-slimmed CNN pruned to 80%, 100 steps of PQAT) the int8
+    model lost 2.6 pp on the test images against its source without it, and augmented
+    fine-tuning (which also moves batch-norm statistics away from the test images') 4.1 pp,
+    so the fine-tuning is not augmented by default.
+
     Args:
         preserve: ``None`` for plain QAT; ``"sparsity"`` for pruning-preserving QAT (PQAT);
             ``"clusters"`` for sparsity- and cluster-preserving QAT (PCQAT), as in tfmot's
             collaborative optimization.
+        range_batches: batches of training images that set the activation ranges first.
 
     Raises:
         TechniqueError: tfmot cannot quantize this model (e.g. a nested model).
@@ -474,6 +486,8 @@ def quantization_aware(
             )
     except Exception as err:  # noqa: BLE001 - tfmot raises many types
         raise TechniqueError(f"{what}: {_first_line(err)}") from err
+    if range_batches:
+        calibrate_ranges(qat, x_train, input_scale=input_scale, batches=range_batches, seed=seed)
     fine_tune(
         qat,
         x_train,
@@ -490,6 +504,60 @@ def quantization_aware(
     if preserve == "clusters":
         qat = combine.strip_clustering_cqat(qat)
     return qat
+
+
+def calibrate_ranges(
+    qat,
+    x_train: np.ndarray,
+    *,
+    input_scale: float | None,
+    batches: int = 8,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Set a QAT model's activation ranges from data instead of tfmot's initial [-6, 6].
+
+    Runs ``batches`` training-mode forward passes with the ranges' moving average made
+    immediate (each pass sets a range to that batch's minimum and maximum, as tfmot does
+    on every step, only without the 0.999 decay), averages the passes, and puts every other
+    variable back (batch-norm statistics, step counters): only the ranges change. Returns
+    the mean width of the ranges before and after, to show what it did.
+    """  # fmt: skip
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    from workbench import contract
+
+    ranges = [w for w in qat.weights if w.name.endswith(("_min:0", "_max:0"))]
+    if not ranges or batches <= 0:
+        return {}
+    others = [(w, w.numpy()) for w in qat.weights if not w.name.endswith(("_min:0", "_max:0"))]
+    width = lambda: float(np.mean([np.mean(np.abs(w.numpy())) for w in ranges]))  # noqa: E731
+    before = width()
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x_train)
+    take = rng.permutation(len(x))[: batches * batch_size]
+    original = quant_ops.MovingAvgQuantize
+
+    def immediate(*args, **kwargs):
+        kwargs["ema_decay"] = 0.0
+        return original(*args, **kwargs)
+
+    sums = [np.zeros(w.shape, np.float64) for w in ranges]
+    done = 0
+    quant_ops.MovingAvgQuantize = immediate
+    try:
+        for i in range(0, len(take), batch_size):
+            qat(contract.scale_inputs(x[take[i : i + batch_size]], input_scale), training=True)
+            for total, w in zip(sums, ranges, strict=True):
+                total += w.numpy()
+            done += 1
+    finally:
+        quant_ops.MovingAvgQuantize = original
+    for total, w in zip(sums, ranges, strict=True):
+        w.assign((total / max(done, 1)).astype(w.dtype.as_numpy_dtype))
+    for w, value in others:
+        w.assign(value)
+    return {"mean_abs_bound_before": before, "mean_abs_bound_after": width()}
 
 
 def _keep_float_config():

@@ -12,15 +12,16 @@ chosen thread count. Works for any :class:`~workbench.contract.ImageClassifier`:
   model, the variant is reported as ``skipped`` with the reason, and the run goes on.
 
 :func:`search` answers "what is the smallest, and what is the fastest, edge model that loses
-at most ``budget_pp`` points?": it climbs a ladder of sparsities (each level pruned on from
-the one before, reusing its fine-tuning) until the validation accuracy leaves the budget,
-clusters and trains quantization-aware from the sparsest level within it, tries structured
-pruning (fewer channels, fewer multiply-accumulates), and picks the winners on the
-validation images. :func:`build_variants` builds a fixed list of recipes.
+at most ``budget_pp`` points?": it tries structured pruning (fewer channels, fewer
+multiply-accumulates), then, on the slimmed model within the budget, climbs a ladder of
+sparsities (each level pruned on from the one before, reusing its fine-tuning) until the
+validation accuracy leaves the budget, clusters and trains quantization-aware from the
+sparsest level within it, and picks the winners on the validation images. :func:`build_variants` builds a fixed list of recipes.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,9 @@ import numpy as np
 from workbench import compress, contract, edge
 
 POST_TRAINING = compress.TFLITE_VARIANTS
+# The slimmed model's conversions besides float32: int8, and dynamic-range (int8 weights,
+# activations quantized at run time), which on CPUs with 8-bit dot products can be faster.
+SLIM_CONVERSIONS = ("int8", "dynamic_range")
 
 
 @dataclass(frozen=True)
@@ -485,11 +489,11 @@ def build_variants(
 class SearchSpace:
     """What :func:`search` tries. Cheap things are searched; expensive ones are few."""
 
-    sparsities: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9)  # the ladder, pruned progressively
+    slim_fractions: tuple[float, ...] = (0.25, 0.35)  # channels removed, largest tried first
+    sparsities: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9)  # the ladder (on the slim model)
     compare_all_layers: bool = True  # at the best level, prune the first and last layers too
     clusters: tuple[int, ...] = (16,)  # PCQAT from the sparsest level within budget
     qat: bool = True  # plain quantization-aware training of the float model
-    slim_fractions: tuple[float, ...] = (0.25, 0.35)  # channels removed, largest tried first
 
 
 @dataclass
@@ -532,17 +536,23 @@ def search(
     In order (each step's decision is logged):
 
     1. the four post-training variants, and plain QAT;
-    2. a sparsity ladder (``space.sparsities``), each level pruned on from the previous one
-       with the first and last layers left dense, converted to int8, climbed until the
-       validation accuracy leaves the budget;
-    3. at the sparsest level within the budget: its first and last layers pruned too, one
-       more rung (is leaving the ends dense worth it?), its float32 file (zeros only pay
-       after gzip), PQAT, and sparsity-preserving clustering + PCQAT per cluster count;
-    4. structured pruning (fewer MACs: the only way to a faster model on a CPU without
-       8-bit dot-product instructions), float32 and int8, from the largest fraction of
+    2. structured pruning (fewer MACs: the way to a faster model on a CPU without 8-bit
+       dot-product instructions, where float32 already runs near the peak), from the largest fraction of
        channels removed down to the first one within the budget (each is a fresh
-       fine-tune, so the fastest candidate goes first); that one also pruned to the
-       sparsest level (small *and* fast).
+       fine-tune, so the fastest candidate goes first), converted to float32, int8 and
+       dynamic-range; the slim model within the budget is the *base* of what follows
+       (the float model when none is);
+    3. a sparsity ladder (``space.sparsities``) on the base, each level pruned on from the
+       previous one with the first and last layers left dense, converted to int8, climbed
+       until the validation accuracy leaves the budget;
+    4. at the sparsest level within the budget: its first and last layers pruned too, one
+       more rung (is leaving the ends dense worth it?), its float32 file (zeros only pay
+       after gzip), PQAT, and sparsity-preserving clustering + PCQAT per cluster count.
+
+    Names carry the base: ``slim35_pruned80_int8`` is the 35%-slimmed model pruned to 80%;
+    ``pruned80_int8`` the float model pruned to 80% (no slim model within the budget).
+    Fine-tuning the slim model costs fewer MACs per step than the float model, and what is
+    built on it is small *and* does less work.
 
     The budget is judged on the validation images (held out from training, not the test
     images of the final table).
@@ -579,12 +589,43 @@ def search(
         note("quantization-aware training", v, "measured")
         runner.keep_only([])
 
-    # 2. the sparsity ladder
-    chain: tuple[Step, ...] = ()
+    # 2. structured pruning: fewer channels. Each fraction is a fresh fine-tune of the float
+    #    model (nothing to reuse), so the most aggressive comes first: if it is within the
+    #    budget it is the fastest, and the milder ones need not be built.
+    base: tuple[Step, ...] = ()  # what the ladder starts from: the slim model, or the float one
+    prefix = ""
+    for fraction in sorted(space.slim_fractions, reverse=True):
+        slim_chain = (Step.of("slim", fraction=fraction),)
+        f = pct(fraction)
+        v = runner.run(Recipe(f"slim{f}_float32", slim_chain, "float32"))
+        if v.ok:
+            for kind in SLIM_CONVERSIONS:
+                runner.run(Recipe(f"slim{f}_{kind}", slim_chain, kind))
+        if v.ok and within(v):
+            base, prefix = slim_chain, f"slim{f}_"
+            note(
+                "structured pruning",
+                v,
+                f"{f}% of channels removed, within budget: the ladder starts from it",
+            )
+            runner.keep_only([base])
+            break
+        why = "skipped" if not v.ok else f"loses more than {budget_pp:g} pp"
+        note("structured pruning", v, f"{why}: try fewer channels removed")
+        runner.keep_only([])
+    if space.slim_fractions and not base:
+        note(
+            "structured pruning",
+            None,
+            "no fraction within budget: the rest starts from the float model",
+        )
+
+    # 3. the sparsity ladder, on the slim model when there is one within the budget
+    chain: tuple[Step, ...] = base
     best_chain, best_level = None, None
     for level in sorted(space.sparsities):
         chain = (*chain, Step.of("prune", sparsity=level))
-        v = runner.run(Recipe(f"pruned{pct(level)}_int8", chain, "int8"))
+        v = runner.run(Recipe(f"{prefix}pruned{pct(level)}_int8", chain, "int8"))
         if v.ok and within(v):
             best_chain, best_level = chain, level
             note("sparsity ladder", v, f"within {budget_pp:g} pp: climb on")
@@ -593,55 +634,34 @@ def search(
         why = "skipped" if not v.ok else f"loses more than {budget_pp:g} pp"
         note("sparsity ladder", v, f"{why}: stop climbing")
         break
-    if best_chain is None and runner.results[-1].ok and len(chain) == 1:
-        best_chain, best_level = chain, space.sparsities[0]  # the lowest level, for reference
+    if best_chain is None and runner.results[-1].ok and len(chain) == len(base) + 1:
+        best_chain, best_level = chain, min(space.sparsities)  # the lowest, for reference
         note("sparsity ladder", None, "no level within budget: continue from the lowest one")
 
-    # 3. from the sparsest level within budget
+    # 4. from the sparsest level within budget
     if best_chain is not None:
         runner.keep_only([best_chain])
-        s = pct(best_level)
-        v = runner.run(Recipe(f"pruned{s}_float32", best_chain, "float32"))
+
+        def named(technique: str) -> str:  # e.g. "slim35_pqat80"
+            return f"{prefix}{technique}{pct(best_level)}"
+
+        v = runner.run(Recipe(f"{named('pruned')}_float32", best_chain, "float32"))
         note("zeros and gzip", v, "float32 with zeros: small only after gzip")
         if space.compare_all_layers:
             # the ends-dense model with its first and last layers pruned too: what leaving
             # them dense buys, one more rung of fine-tuning (which only helps the comparison)
             all_chain = (*best_chain, Step.of("prune", sparsity=best_level, keep="none"))
-            v = runner.run(Recipe(f"pruned{s}_all_int8", all_chain, "int8"))
+            v = runner.run(Recipe(f"{named('pruned')}_all_int8", all_chain, "int8"))
             runner.keep_only([best_chain])
             note("which layers stay dense", v, "the first and last layers pruned too")
-        v = runner.run(Recipe(f"pqat{s}_int8", (*best_chain, Step.of("pqat")), "int8"))
+        v = runner.run(Recipe(f"{named('pqat')}_int8", (*best_chain, Step.of("pqat")), "int8"))
         note("pruning-preserving QAT", v, "measured")
         runner.keep_only([best_chain])
         for k in space.clusters:
             steps = (*best_chain, Step.of("cluster", clusters=k), Step.of("pcqat"))
-            v = runner.run(Recipe(f"pcqat{s}_c{k}_int8", steps, "int8"))
+            v = runner.run(Recipe(f"{named('pcqat')}_c{k}_int8", steps, "int8"))
             note("clustering + PCQAT", v, f"{k} shared values per kernel")
             runner.keep_only([best_chain])
-
-    # 4. structured pruning: fewer channels. Each fraction is a fresh fine-tune of the float
-    #    model (nothing to reuse), so the most aggressive comes first: if it is within the
-    #    budget it is the fastest, and the milder ones need not be built.
-    best_slim, best_fraction = None, None
-    for fraction in sorted(space.slim_fractions, reverse=True):
-        slim_chain = (Step.of("slim", fraction=fraction),)
-        f = pct(fraction)
-        v = runner.run(Recipe(f"slim{f}_float32", slim_chain, "float32"))
-        if v.ok:
-            runner.run(Recipe(f"slim{f}_int8", slim_chain, "int8"))
-        if v.ok and within(v):
-            best_slim, best_fraction = slim_chain, fraction
-            note("structured pruning", v, f"{f}% of channels removed, within budget: the fastest")
-            runner.keep_only([slim_chain] + ([best_chain] if best_chain else []))
-            break
-        why = "skipped" if not v.ok else f"loses more than {budget_pp:g} pp"
-        note("structured pruning", v, f"{why}: try fewer channels removed")
-        runner.keep_only([best_chain] if best_chain else [])
-    if best_slim is not None and best_level is not None:
-        steps = (*best_slim, Step.of("prune", sparsity=best_level))
-        name = f"slim{pct(best_fraction)}_pruned{pct(best_level)}_int8"
-        v = runner.run(Recipe(name, steps, "int8"))
-        note("structured + unstructured", v, "fewer channels, then sparse, then int8")
     runner.keep_only([])
 
     variants = runner.results
@@ -691,13 +711,16 @@ def mac_rates(variants: list[Variant], peak) -> list[dict]:
     for v in variants:
         if not v.ok or not v.macs:
             continue
-        dtype = "int8" if v.input_dtype == "int8" else "float32"
+        # dynamic-range models keep float inputs but quantize activations at run time and
+        # multiply int8 by int8 (LiteRT's hybrid and XNNPACK's dynamically quantized kernels)
+        dynamic = v.recipe.endswith("TFLite dynamic_range")
+        dtype = "int8" if v.input_dtype == "int8" or dynamic else "float32"
         rate = bench.achieved_mac_rate(v.macs, v.p50_ms, dtype=dtype, peak=peak)
         rows.append(
             {
                 "variant": v.variant,
                 "macs": v.macs,
-                "kernels": dtype,
+                "kernels": "int8 (activations quantized at run time)" if dynamic else dtype,
                 "p50_ms": v.p50_ms,
                 "achieved_gmacs": rate["gmacs"],
                 "peak_gmacs": rate["peak_gmacs"],
@@ -708,15 +731,15 @@ def mac_rates(variants: list[Variant], peak) -> list[dict]:
 
 
 def ladder(found: SearchResult) -> list[dict]:
-    """The sparsity ladder's levels that were built: target and measured sparsity, accuracy."""
+    """The sparsity ladder's levels that were built (on the slim model or on the float one):
+    target and measured sparsity, accuracy."""
     ref = found.variant("float32")
     rows = []
     for v in found.variants:
-        if not (v.ok and v.variant.startswith("pruned") and v.variant.endswith("_int8")):
+        match = re.fullmatch(r"(?:slim\d+_)?pruned(\d+)_int8", v.variant)
+        if not (v.ok and match):  # pruned80_all_int8 is not on the ladder
             continue
-        level = v.variant[len("pruned") : -len("_int8")]
-        if not level.isdigit():  # pruned80_all_int8 is not on the ladder
-            continue
+        level = match.group(1)
         rows.append(
             {
                 "target_sparsity": int(level) / 100,
@@ -807,20 +830,57 @@ def conclusions(found: SearchResult, *, peak=None, dot_flags=(), threads: int = 
         ]
     int8 = next((v for v in found.variants if v.variant == "int8" and v.ok), None)
     if int8:
+        speed = ref.p50_ms / int8.p50_ms
         lines += [
             "",
             f"Post-training int8 is {ref.bytes / int8.bytes:.1f}x smaller raw and runs at "
-            f"{ref.p50_ms / int8.p50_ms:.2f}x float32's speed here. Pruning pays only after "
-            "gzip (TFLite stores zeros densely) and clustering leaves few distinct values, "
-            "which gzip also exploits; neither removes work. Removing channels does.",
+            f"{speed:.2f}x float32's speed here. Pruning pays only after gzip (TFLite stores "
+            "zeros densely) and clustering leaves few distinct values, which gzip also "
+            "exploits; neither removes work. Removing channels does.",
         ]
+        slim_int8 = [
+            v for v in found.variants
+            if v.ok and v.macs and int8.macs and re.fullmatch(r"slim\d+_int8", v.variant)
+        ]  # fmt: skip
+        for v in slim_int8:
+            lines.append(
+                f"{v.variant} does {v.macs / int8.macs:.0%} of int8's MACs and runs at "
+                f"{int8.p50_ms / v.p50_ms:.2f}x its speed"
+                + (
+                    "."
+                    if v.p50_ms < 0.9 * int8.p50_ms
+                    else ": at this size the work between the multiply-accumulates "
+                    "(quantizing, pooling, the interpreter's own steps) takes much of the time."
+                )
+            )
     if peak is not None and peak.float32_gmacs and ref.macs:
         share = ref.macs / (ref.p50_ms * 1e-3) / 1e9 / peak.float32_gmacs
-        lines.append(
+        text = (
             f"The float32 model runs at {share:.0%} of one core's float32 peak "
-            f"({peak.float32_gmacs:.1f} G MAC/s). This CPU's 8-bit dot-product instructions: "
-            + (", ".join(dot_flags) if dot_flags else "none (no VNNI, AMX or dotprod)")
-            + "; with them, int8 kernels do four MACs per 32-bit lane per instruction and "
-            "would be the faster ones."
+            f"({peak.float32_gmacs:.1f} G MAC/s). "
         )
+        if dot_flags:
+            text += (
+                f"This CPU has 8-bit dot-product instructions ({', '.join(dot_flags)}): an "
+                "int8 kernel does four MACs per 32-bit lane per instruction, four times "
+                "float32's fused multiply-add"
+                + (
+                    ", which is why int8 is the faster one here."
+                    if int8 and ref.p50_ms > 1.1 * int8.p50_ms
+                    else "; yet int8 is not faster here: at this size the work around the "
+                    "multiply-accumulates dominates."
+                    if int8
+                    else "."
+                )
+            )
+        else:
+            text += (
+                "This CPU has no 8-bit dot-product instruction (VNNI, AMX, dotprod): its int8 "
+                "kernels get fewer MACs per instruction than float32's fused multiply-add"
+                + (", which is why int8 is not the faster one here" if int8 and
+                   int8.p50_ms > 0.9 * ref.p50_ms else "")
+                + ". On a CPU with them, int8 kernels do four MACs per 32-bit lane per "
+                "instruction and would run faster."
+            )  # fmt: skip
+        lines.append(text)
     return "\n".join(lines)

@@ -195,3 +195,33 @@ def test_keras3_and_saved_model_sources_convert(tmp_path):
     k3.export(str(tmp_path / "sm"), verbose=False)
     blob = compress.to_tflite(tmp_path / "sm", "int8", x_calibration=x, input_scale=None)
     assert edge.EdgeModel(blob).input_dtype == np.int8
+
+
+def test_qat_ranges_start_from_the_data_and_nothing_else_moves():
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.ReLU(name="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    out = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    qat = tfmot.quantization.keras.quantize_model(keras.Model(inp, out))
+    x = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+    by_name = {w.name: w for w in qat.weights}
+    assert by_name["quant_relu/output_max:0"].numpy() == 6.0  # tfmot's start: [-6, 6]
+    moving = [w for w in qat.weights if "moving" in w.name]
+    stats = [w.numpy().copy() for w in moving]
+
+    shown = compress.calibrate_ranges(qat, x, input_scale=1 / 255, batches=4, batch_size=16)
+
+    assert shown["mean_abs_bound_after"] < shown["mean_abs_bound_before"]
+    for w, before in zip(moving, stats, strict=True):  # batch-norm statistics are put back
+        np.testing.assert_array_equal(w.numpy(), before)
+    # a ReLU's range now starts at 0 (the data's minimum), not -6, and ends at its maximum
+    assert by_name["quant_relu/output_min:0"].numpy() == 0.0
+    top = by_name["quant_relu/output_max:0"].numpy()
+    reference = keras.Model(qat.input, qat.get_layer("quant_relu").output)
+    assert 0 < top <= 1.01 * float(np.max(reference(x / 255.0, training=True)))

@@ -131,12 +131,12 @@ def test_training_a_checkpoint_already_holds_is_not_counted(subset_counts):
 def test_compression_work_counts_every_variant_of_the_search():
     space = {"sparsities": [0.5, 0.7, 0.8, 0.9], "cluster_counts": [16, 8]}
     base = terms("03-compress-for-the-edge", space | {"slim_fractions": [0.25, 0.5]})
-    # 4 post-training + QAT + 4 levels + pruned float32, all layers, PQAT + 2 clusters
-    # + 2 fractions x (float32, int8) + slim-and-prune
-    assert base["TFLite conversions"].quantity == 4 + 1 + 4 + 3 + 2 + 4 + 1
+    # 4 post-training + QAT + 2 fractions x (float32, int8, dynamic-range) + 4 levels
+    # + pruned float32, all layers, PQAT + 2 clusters
+    assert base["TFLite conversions"].quantity == 4 + 1 + 2 * 3 + 4 + 3 + 2
     assert base["set-ups: clustering + PCQAT"].quantity == 2
-    # the ladder's four rungs, the ends pruned too (one rung), the slim model pruned
-    assert base["fine-tuning: pruning"].quantity == (4 + 1 + 1) * 150 * 64
+    # the ladder's four rungs (on the slim model), the ends pruned too (one rung)
+    assert base["fine-tuning: pruning"].quantity == (4 + 1) * 150 * 64
     more = terms("03-compress-for-the-edge", {"prune_steps": 300})
     less = terms("03-compress-for-the-edge", {"prune_steps": 150})
     assert more["fine-tuning: pruning"].seconds == pytest.approx(
@@ -148,6 +148,17 @@ def test_compression_work_counts_every_variant_of_the_search():
     assert wider["student training"].quantity == 3 * 4 * 1500 * 64
     assert narrow["student training"].quantity == 3 * 3 * 1500 * 64
     assert narrow["teacher answers while distilling"].quantity == 3 * 2 * 1500 * 64
+
+
+def test_scoring_through_the_server_is_priced_per_test_image():
+    from dataclasses import replace
+
+    small = terms("04-edge-vs-cloud")["scoring through the server"]
+    large = terms("04-edge-vs-cloud", env=replace(SUBSET, n_test=10_000))
+    assert small.quantity == SUBSET.n_test
+    assert large["scoring through the server"].seconds == pytest.approx(
+        small.seconds * 10_000 / SUBSET.n_test
+    )
 
 
 def test_smoke_is_shorter_than_full_for_every_notebook(subset_counts):

@@ -104,22 +104,27 @@ def test_search_climbs_while_within_budget_and_reports_every_step(tiny, tmp_path
     )  # fmt: skip
     names = [v.variant for v in found.variants]
     assert names[:4] == ["float32", "dynamic_range", "float16", "int8"]
-    for expected in ("pruned50_int8", "pruned80_int8", "pruned80_float32", "pruned80_all_int8",
-                     "pqat80_int8", "pcqat80_c4_int8", "slim50_float32", "slim50_int8",
-                     "slim50_pruned80_int8"):  # fmt: skip
+    for expected in ("slim50_float32", "slim50_int8", "slim50_dynamic_range",
+                     "slim50_pruned50_int8", "slim50_pruned80_int8", "slim50_pruned80_float32",
+                     "slim50_pruned80_all_int8", "slim50_pqat80_int8",
+                     "slim50_pcqat80_c4_int8"):  # fmt: skip
         assert expected in names, (expected, names)
     # the largest channel fraction goes first; within the budget, the milder one is not built
     assert "slim25_float32" not in names
+    # the ladder and what follows start from the slim model within the budget
+    assert names.index("slim50_int8") < names.index("slim50_pruned50_int8")
+    assert not any(n.startswith(("pruned", "pqat", "pcqat")) for n in names)
+    assert found.variant("slim50_pqat80_int8").recipe.startswith("slim(fraction=50%) -> prune")
     # the ends pruned too: one more rung on top of the ladder's model, not a fresh start
-    assert found.variant("pruned80_all_int8").recipe.count("prune") == 3
+    assert found.variant("slim50_pruned80_all_int8").recipe.count("prune") == 3
     for v in found.variants:
         assert v.status in ("ok", "skipped") and (v.ok or v.reason)
         if v.ok:
             assert (tmp_path / v.file).exists() and v.file.startswith("tiny_")
     ladder = variants.ladder(found)
     assert [row["target_sparsity"] for row in ladder] == [0.5, 0.8]
-    first = found.variant("pruned80_int8")
-    assert first.sparsity is not None and first.macs > 0
+    rung = found.variant("slim50_pruned80_int8")
+    assert rung.sparsity is not None and 0 < rung.macs < found.variant("int8").macs
     assert found.winners["smallest"] and found.winners["fastest"]
     decisions = [row["decision"] for row in found.log]
     assert any("climb on" in d for d in decisions)
@@ -144,10 +149,13 @@ def test_search_stops_climbing_when_over_budget(tiny, tmp_path):
         space=space, progress=False,
     )  # fmt: skip
     names = [v.variant for v in found.variants]
-    assert "pruned50_int8" in names and "pruned80_int8" not in names
-    # over the budget, structured pruning falls back to fewer channels removed
+    # over the budget, structured pruning falls back to fewer channels removed, and with no
+    # slim model within the budget the ladder starts from the float model
     assert names.index("slim50_float32") < names.index("slim25_float32")
     assert not any("_pruned" in n for n in names if n.startswith("slim"))
+    assert "pruned50_int8" in names and "pruned80_int8" not in names
+    assert names.index("slim25_float32") < names.index("pruned50_int8")
+    assert found.variant("pruned50_int8").recipe.startswith("prune(")
     assert any("stop climbing" in row["decision"] for row in found.log)
     assert found.winners == {"smallest": None, "fastest": None}
     assert "loosen" in variants.conclusions(found)
@@ -190,3 +198,53 @@ def test_conclusions_say_when_a_winner_misses_the_budget_on_the_test_images():
     assert "small loses" not in text
     found.winners["fastest"] = "small"
     assert "more than the" not in variants.conclusions(found)
+
+
+def test_conclusions_explain_int8_speed_from_what_was_measured():
+    from workbench import bench
+
+    def v(name, p50, macs, recipe=None, dtype="float32"):
+        return variants.Variant(
+            variant=name, recipe=recipe or f"TFLite {name}", status="ok", accuracy=0.6,
+            delta_pp=0.0, val_accuracy=0.6, val_delta_pp=0.0, bytes=4000, gzip_bytes=3000,
+            p50_ms=p50, macs=macs, input_dtype=dtype,
+        )  # fmt: skip
+
+    def found(int8_ms, slim_ms):
+        return variants.SearchResult(
+            variants=[
+                v("float32", 0.30, 20_000_000),
+                v("dynamic_range", 0.07, 20_000_000),
+                v("int8", int8_ms, 20_000_000, dtype="int8"),
+                v("slim35_int8", slim_ms, 8_000_000, "slim(fraction=35%) -> TFLite int8", "int8"),
+            ],
+            budget_pp=1.0,
+            winners={"smallest": "slim35_int8", "fastest": "slim35_int8"},
+            frontier_size=[],
+            frontier_speed=[],
+            log=[],
+        )
+
+    vnni = bench.peak_mac_rate(
+        cpuinfo="flags\t\t: sse2 avx avx2 fma avx512f avx512_vnni amx_int8\ncpu MHz\t\t: 2600.0\n",
+        max_freq_khz=0,
+    )
+    assert "AMX" in vnni.describe() and vnni.int8_per_cycle == 4 * vnni.float32_per_cycle
+    # with 8-bit dot products and int8 measured 3.5x faster: the dot products explain it
+    text = variants.conclusions(found(0.086, 0.088), peak=vnni, dot_flags=["avx512_vnni"])
+    assert "runs at 3.49x float32's speed" in text
+    assert "which is why int8 is the faster one here" in text
+    # fewer MACs that do not pay at int8 are said to not pay
+    assert "slim35_int8 does 40% of int8's MACs and runs at 0.98x its speed: at this size" in text
+    # without them and int8 slower than float32: said so, and what a dot product would change
+    avx2 = bench.peak_mac_rate(
+        cpuinfo="flags\t\t: sse2 avx avx2 fma\ncpu MHz\t\t: 2000.0\n", max_freq_khz=0
+    )
+    text = variants.conclusions(found(0.45, 0.20), peak=avx2, dot_flags=[])
+    assert "no 8-bit dot-product instruction" in text
+    assert "which is why int8 is not the faster one here" in text
+    assert "slim35_int8 does 40% of int8's MACs and runs at 2.25x its speed." in text
+    # dynamic-range kernels are counted as int8 kernels
+    rates = {r["variant"]: r for r in variants.mac_rates(found(0.086, 0.088).variants, vnni)}
+    assert rates["dynamic_range"]["peak_gmacs"] == vnni.int8_gmacs
+    assert rates["float32"]["peak_gmacs"] == vnni.float32_gmacs
