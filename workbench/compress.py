@@ -416,6 +416,7 @@ def quantization_aware(
     preserve: str | None = None,
     augment: bool = False,
     range_batches: int = 8,
+    fold_bn: bool | None = None,
     progress: bool = True,
     seed: int = 0,
 ):
@@ -439,6 +440,13 @@ def quantization_aware(
             ``"clusters"`` for sparsity- and cluster-preserving QAT (PCQAT), as in tfmot's
             collaborative optimization.
         range_batches: batches of training images that set the activation ranges first.
+        fold_bn: fold each batch norm into the layer before it first
+            (:func:`fold_batch_norms`); ``None``: fold, except for PCQAT, where scaling each
+            channel's weights would undo the clustering (16 shared values per kernel become
+            16 per channel). Measured on the CIFAR-10 subset (the 35%-slimmed CNN pruned to
+            80%, PQAT): with BN folded the int8 file ran 0.091 ms against 0.141 ms
+            unfolded (the converter leaves four int8 MUL + ADD pairs in it), test accuracy
+            -1.57 pp against the float model vs -2.16 unfolded; PCQAT folded lost 4.3 pp.
 
     Raises:
         TechniqueError: tfmot cannot quantize this model (e.g. a nested model).
@@ -461,6 +469,8 @@ def quantization_aware(
         raise ValueError(f"preserve must be None, 'sparsity' or 'clusters', not {preserve!r}")
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     what = {None: "QAT", "sparsity": "PQAT", "clusters": "PCQAT"}[preserve]
+    if fold_bn if fold_bn is not None else preserve != "clusters":
+        model, _ = fold_batch_norms(model)
     keep_float = _keep_float_config()
 
     def annotate(layer):
@@ -504,6 +514,79 @@ def quantization_aware(
     if preserve == "clusters":
         qat = combine.strip_clustering_cqat(qat)
     return qat
+
+
+def fold_batch_norms(model):
+    """A copy of ``model`` with each batch norm folded into the layer before it.
+
+    Folded: a ``Conv2D`` or ``Dense`` with a linear activation whose output goes only to a
+    ``BatchNormalization`` over the last axis. In inference ``BN(Wx + b) = s(Wx + b - mean)
+    + beta`` with ``s = gamma / sqrt(var + eps)`` per channel, so the layer gets ``W s`` and
+    ``(b - mean) s + beta`` and the batch norm goes. TFLite folds these itself when it
+    converts a float model, but not under quantization-aware training, whose weights are
+    fake-quantized before the batch norm sees them: the int8 file then keeps each batch
+    norm as a separate multiply and add, two more int8 rounding steps per layer, and runs
+    slower. Folding first makes QAT train what the edge will run. Zeros stay zeros; the
+    original model is not touched.
+
+    Returns:
+        (the new model, the names of the batch norms folded).
+    """
+    import tf_keras as keras
+
+    from workbench import slim
+
+    followers = {
+        producer: bn
+        for producer, bn in slim._bn_followers(model).items()
+        if type(model.get_layer(producer)).__name__ in ("Conv2D", "Dense")
+        and slim._activation_name(model.get_layer(producer)) == "linear"
+        and slim._axes(bn) in ([-1], [len(bn.input_shape) - 1])
+    }
+    if not getattr(model, "_is_graph_network", False) or not followers:
+        return model, []
+    folded_bn = {bn.name: producer for producer, bn in followers.items()}
+    new_layers = {}
+    for layer in model.layers:
+        if layer.name in folded_bn or isinstance(layer, keras.layers.InputLayer):
+            continue
+        config = layer.get_config()
+        if layer.name in followers:
+            config["use_bias"] = True
+        new_layers[layer.name] = type(layer).from_config(config)
+    tensors = {}
+    inputs = [keras.Input(tuple(t.shape[1:]), name=t.name.split(":")[0]) for t in model.inputs]
+    for old, new in zip(model.inputs, inputs, strict=True):
+        tensors[id(old)] = new
+    for node in slim._ordered_nodes(model):
+        layer = node.layer
+        if layer.name in folded_bn:  # the batch norm's output is its producer's output
+            (source,) = slim._flat(node.call_args)[:1]
+            outs = tensors[id(source)]
+        else:
+            args, kwargs = slim._swap((node.call_args, node.call_kwargs), tensors)
+            kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+            outs = new_layers[layer.name](*args, **kwargs)
+        for old, new in zip(slim._flat(node.outputs), slim._flat(outs), strict=True):
+            tensors[id(old)] = new
+    rebuilt = keras.Model(inputs, [tensors[id(t)] for t in model.outputs], name=model.name)
+    for layer in model.layers:
+        if layer.name not in new_layers:
+            continue
+        weights = layer.get_weights()
+        if layer.name in followers:
+            bn = followers[layer.name]
+            kernel = weights[0]
+            bias = weights[1] if layer.use_bias else np.zeros(kernel.shape[-1], kernel.dtype)
+            gamma = bn.gamma.numpy() if bn.scale else 1.0
+            beta = bn.beta.numpy() if bn.center else 0.0
+            scale = gamma / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+            weights = [
+                (kernel * scale).astype(kernel.dtype),
+                ((bias - bn.moving_mean.numpy()) * scale + beta).astype(kernel.dtype),
+            ]
+        new_layers[layer.name].set_weights(weights)
+    return rebuilt, sorted(folded_bn)
 
 
 def calibrate_ranges(

@@ -256,7 +256,8 @@ def count_macs(model) -> int:
     - ``SeparableConv*``: its depthwise part plus its pointwise (1x1) part;
     - ``Dense`` on any rank: positions of the leading axes x inputs x units.
 
-    Not counted: batch norm (folded into the preceding convolution at export), pooling,
+    A layer inside a wrapper (tfmot's quantization, pruning and clustering wrappers) counts
+    as itself. Not counted: batch norm (folded into the preceding convolution at export), pooling,
     activations, element-wise adds and multiplies (no accumulation), recurrent and
     attention layers.
 
@@ -270,6 +271,8 @@ def count_macs(model) -> int:
         if isinstance(layer, keras.Model):
             total += count_macs(layer)
             continue
+        while isinstance(layer, keras.layers.Wrapper):  # tfmot's quantize/prune/cluster wrappers
+            layer = layer.layer
         total += layer_macs(layer, _dims(in_shapes), _dims(out_shapes))
     return int(total)
 

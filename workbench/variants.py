@@ -103,6 +103,9 @@ class Variant:
     delta_pp: float | None = None  # accuracy minus the float model's, percentage points
     val_accuracy: float | None = None  # top-1 on the validation images (choices use this)
     val_delta_pp: float | None = None
+    # its standard error: paired, from the validation images one model gets right and the
+    # other wrong (a 544-image split cannot resolve a point or two between similar models)
+    val_noise_pp: float | None = None
     bytes: int | None = None
     gzip_bytes: int | None = None
     first_ms: float | None = None
@@ -142,6 +145,7 @@ class Evaluation:
     y_val: np.ndarray
     float_val_accuracy: float
     x_one: np.ndarray  # the image timed for latency
+    float_val_probs: np.ndarray | None = None  # the float model on the validation images
 
     @classmethod
     def of(
@@ -150,7 +154,8 @@ class Evaluation:
         x = contract.scale_inputs(x_test, input_scale)
         xv = contract.scale_inputs(x_val, input_scale)
         probs = classifier.predict(x)
-        val_acc = accuracy(classifier.predict(xv), y_val) if len(xv) else float("nan")
+        val_probs = classifier.predict(xv) if len(xv) else None
+        val_acc = accuracy(val_probs, y_val) if val_probs is not None else float("nan")
         return cls(
             x,
             np.asarray(y_test),
@@ -160,12 +165,27 @@ class Evaluation:
             np.asarray(y_val),
             val_acc,
             x[:1],
+            val_probs,
         )
 
 
 def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy of class scores against integer labels."""
     return float(np.mean(np.argmax(probabilities, axis=1) == np.asarray(y)))
+
+
+def paired_noise_pp(probs: np.ndarray, reference: np.ndarray, y: np.ndarray) -> float:
+    """Standard error, in points, of the accuracy difference of two models on the same images.
+
+    Paired (McNemar): only the images one model gets right and the other wrong vary the
+    difference, so ``var = ((b + c) / n - ((b - c) / n) ** 2) / n`` with ``b`` and ``c`` the
+    two kinds of disagreement on ``n`` images.
+    """
+    y = np.asarray(y)
+    ok, ok_ref = np.argmax(probs, axis=1) == y, np.argmax(reference, axis=1) == y
+    n = len(y)
+    b, c = float(np.sum(ok & ~ok_ref)), float(np.sum(~ok & ok_ref))
+    return 100 * float(np.sqrt(max((b + c) / n - ((b - c) / n) ** 2, 0.0) / n))
 
 
 def measure(
@@ -181,9 +201,11 @@ def measure(
     model = edge.EdgeModel(blob, num_threads=threads, name=recipe.name)
     probs = model.predict(evaluation.x_test)
     acc = accuracy(probs, evaluation.y_test)
-    val_acc = (
-        accuracy(model.predict(evaluation.x_val), evaluation.y_val)
-        if len(evaluation.x_val)
+    val_probs = model.predict(evaluation.x_val) if len(evaluation.x_val) else None
+    val_acc = accuracy(val_probs, evaluation.y_val) if val_probs is not None else None
+    noise = (
+        paired_noise_pp(val_probs, evaluation.float_val_probs, evaluation.y_val)
+        if val_probs is not None and evaluation.float_val_probs is not None
         else None
     )
     latency = model.benchmark(evaluation.x_one, repeats=repeats)
@@ -196,6 +218,7 @@ def measure(
         delta_pp=100 * (acc - evaluation.float_accuracy),
         val_accuracy=val_acc,
         val_delta_pp=None if val_acc is None else 100 * (val_acc - evaluation.float_val_accuracy),
+        val_noise_pp=noise,
         bytes=size.bytes,
         gzip_bytes=size.gzip_bytes,
         first_ms=latency.first_ms,
@@ -685,6 +708,7 @@ def styled(df):
         "delta_pp": "{:+.2f}",
         "val_accuracy": "{:.4f}",
         "val_delta_pp": "{:+.2f}",
+        "val_noise_pp": "{:.2f}",
         "bytes": "{:,.0f}",
         "gzip_bytes": "{:,.0f}",
         "first_ms": "{:.3f}",
@@ -789,6 +813,14 @@ def write_manifest(found: SearchResult, folder: Path, *, extra: dict | None = No
     return {"path": str(path), "default": default, "models": entries}
 
 
+def _noisy(v: Variant) -> str:
+    """``"+0.55 ± 1.53 pp"``: a validation delta with its standard error, when known."""
+    if v.val_delta_pp is None:
+        return "not measured"
+    noise = f" \u00b1 {v.val_noise_pp:.2f}" if v.val_noise_pp is not None else ""
+    return f"{v.val_delta_pp:+.2f}{noise} pp"
+
+
 def conclusions(found: SearchResult, *, peak=None, dot_flags=(), threads: int = 1) -> str:
     """What the search found, in a few sentences of Markdown (every number from ``found``)."""
     ref = found.variant("float32")
@@ -803,13 +835,14 @@ def conclusions(found: SearchResult, *, peak=None, dot_flags=(), threads: int = 
         lines.append(
             f"- **smallest: {small.variant}** ({small.recipe}): {small.gzip_bytes:,} bytes gzip, "
             f"{ref.bytes / small.gzip_bytes:.1f}x smaller than the float32 TFLite file, "
-            f"test accuracy {small.accuracy:.4f} ({small.delta_pp:+.2f} pp)."
+            f"test accuracy {small.accuracy:.4f} ({small.delta_pp:+.2f} pp; validation "
+            f"{_noisy(small)})."
         )
     if fast:
         lines.append(
             f"- **fastest: {fast.variant}** ({fast.recipe}): p50 {fast.p50_ms:.3f} ms against "
             f"float32's {ref.p50_ms:.3f} ms ({ref.p50_ms / fast.p50_ms:.2f}x), test accuracy "
-            f"{fast.accuracy:.4f} ({fast.delta_pp:+.2f} pp)"
+            f"{fast.accuracy:.4f} ({fast.delta_pp:+.2f} pp; validation {_noisy(fast)})"
             + (f", {fast.macs / 1e6:.2f} M MACs per image." if fast.macs else ".")
         )
     if not (small or fast):
@@ -825,8 +858,9 @@ def conclusions(found: SearchResult, *, peak=None, dot_flags=(), threads: int = 
             "On the test images "
             + " and ".join(f"{v.variant} loses {-v.delta_pp:.2f} pp" for v in missed)
             + f", more than the {found.budget_pp:g} pp budget its validation images allowed: "
-            "a small validation split cannot resolve differences of a point or two. Hold out "
-            "more images, or read the table for the next candidate.",
+            "a small validation split cannot resolve differences of a point or two (the "
+            "\u00b1 above is one standard error, from the images the two models disagree on). "
+            "Hold out more images, or read the table for the next candidate.",
         ]
     int8 = next((v for v in found.variants if v.variant == "int8" and v.ok), None)
     if int8:

@@ -225,3 +225,43 @@ def test_qat_ranges_start_from_the_data_and_nothing_else_moves():
     top = by_name["quant_relu/output_max:0"].numpy()
     reference = keras.Model(qat.input, qat.get_layer("quant_relu").output)
     assert 0 < top <= 1.01 * float(np.max(reference(x / 255.0, training=True)))
+
+
+def test_batch_norms_fold_into_their_layer_and_qat_files_keep_no_extra_ops():
+    from collections import Counter
+
+    import tf_keras as keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, use_bias=False, name="c1")(inp)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.ReLU(name="r1")(h)
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c2")(h)
+    h = keras.layers.BatchNormalization(name="bn2")(h)  # after a ReLU: cannot fold
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Dense(5, name="d1")(h)
+    h = keras.layers.BatchNormalization(name="bn3")(h)
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="out")(h))
+    x = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x / 255.0, np.zeros(64), epochs=3, verbose=0)  # batch-norm statistics move
+
+    folded, names = compress.fold_batch_norms(model)
+
+    assert names == ["bn1", "bn3"]
+    assert [layer.name for layer in folded.layers if "bn" in layer.name] == ["bn2"]
+    np.testing.assert_allclose(folded(x / 255.0), model(x / 255.0), atol=1e-5)
+    assert {layer.name for layer in model.layers} >= {"bn1", "bn3"}  # the source is untouched
+
+    def muls(source):
+        blob = compress.to_tflite(source, "int8", input_scale=1 / 255, x_calibration=x)
+        ops = Counter(op["op_name"] for op in Interpreter(model_content=blob)._get_ops_details())
+        return ops["MUL"]
+
+    # post-training, the converter folds bn1 and bn3 itself; bn2 stays a multiply and an add
+    assert muls(model) == 1
+    kw = dict(steps=2, batch_size=16, input_scale=1 / 255, progress=False)
+    assert muls(compress.quantization_aware(model, x, np.zeros(64), **kw)) == 1
+    assert muls(compress.quantization_aware(model, x, np.zeros(64), fold_bn=False, **kw)) > 1

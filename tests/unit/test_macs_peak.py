@@ -128,3 +128,17 @@ def test_zen1_has_one_256_bit_fma_per_cycle_and_zen2_two():
 
 def test_sgemm_rate_is_measured():
     assert bench.sgemm_gmacs(size=64, repeats=2) > 0.01
+
+
+def test_tfmot_wrappers_count_as_the_layers_they_wrap():
+    import tensorflow_model_optimization as tfmot
+
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(h))
+    plain = models.count_macs(model)
+    assert plain == 6 * 6 * 3 * 3 * 3 * 4 + 4 * 3
+    assert models.count_macs(tfmot.quantization.keras.quantize_model(model)) == plain
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model)
+    assert models.count_macs(pruned) == plain

@@ -121,6 +121,7 @@ def test_search_climbs_while_within_budget_and_reports_every_step(tiny, tmp_path
         assert v.status in ("ok", "skipped") and (v.ok or v.reason)
         if v.ok:
             assert (tmp_path / v.file).exists() and v.file.startswith("tiny_")
+            assert v.val_noise_pp is not None and v.val_noise_pp >= 0
     ladder = variants.ladder(found)
     assert [row["target_sparsity"] for row in ladder] == [0.5, 0.8]
     rung = found.variant("slim50_pruned80_int8")
@@ -248,3 +249,19 @@ def test_conclusions_explain_int8_speed_from_what_was_measured():
     rates = {r["variant"]: r for r in variants.mac_rates(found(0.086, 0.088).variants, vnni)}
     assert rates["dynamic_range"]["peak_gmacs"] == vnni.int8_gmacs
     assert rates["float32"]["peak_gmacs"] == vnni.float32_gmacs
+
+
+def test_validation_noise_is_paired_on_the_images_the_models_disagree_on():
+    y = np.zeros(100, int)
+    right, wrong = np.eye(2)[0], np.eye(2)[1]
+    reference = np.array([right] * 60 + [wrong] * 40)
+    same = variants.paired_noise_pp(reference, reference, y)
+    assert same == 0.0  # identical answers: no noise in the difference, however few images
+    # 10 images only the variant gets right, 5 only the reference: b + c = 15, b - c = 5
+    probs = reference.copy()
+    probs[60:70] = right
+    probs[:5] = wrong
+    expected = 100 * np.sqrt((15 / 100 - (5 / 100) ** 2) / 100)
+    assert variants.paired_noise_pp(probs, reference, y) == pytest.approx(expected)
+    v = variants.Variant("x", "x", "ok", val_delta_pp=5.0, val_noise_pp=expected)
+    assert variants._noisy(v) == f"+5.00 \u00b1 {expected:.2f} pp"
