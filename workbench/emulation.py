@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import json
 import math
 import os
@@ -63,6 +64,11 @@ class LinkEmulationError(RuntimeError):
 # ================================================================== names and addresses
 
 
+# Suffixes: from a random start, one more per call, so that one process never hands out the
+# same one twice (65,536 calls) and two processes rarely start at the same place.
+_TAGS = itertools.count(secrets.randbelow(0x10000))
+
+
 def run_names(pid: int | None = None) -> tuple[str, str]:
     """A namespace name and an interface-name prefix unique to this run.
 
@@ -72,7 +78,7 @@ def run_names(pid: int | None = None) -> tuple[str, str]:
     15-character limit for any process id (at most 2**22, six hex digits).
     """
     pid = os.getpid() if pid is None else pid
-    tag = secrets.token_hex(2)
+    tag = f"{next(_TAGS) % 0x10000:04x}"
     return f"wb-{pid}-{tag}", f"wb{pid:x}-{tag}"
 
 
