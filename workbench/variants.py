@@ -16,7 +16,8 @@ at most ``budget_pp`` points?": it tries structured pruning (fewer channels, few
 multiply-accumulates), then, on the slimmed model within the budget, climbs a ladder of
 sparsities (each level pruned on from the one before, reusing its fine-tuning) until the
 validation accuracy leaves the budget, clusters and trains quantization-aware from the
-sparsest level within it, and picks the winners on the validation images. :func:`build_variants` builds a fixed list of recipes.
+sparsest level within it, and picks the winners on the validation images.
+:func:`build_variants` builds a fixed list of recipes.
 """
 
 from __future__ import annotations
@@ -560,11 +561,11 @@ def search(
 
     1. the four post-training variants, and plain QAT;
     2. structured pruning (fewer MACs: the way to a faster model on a CPU without 8-bit
-       dot-product instructions, where float32 already runs near the peak), from the largest fraction of
-       channels removed down to the first one within the budget (each is a fresh
-       fine-tune, so the fastest candidate goes first), converted to float32, int8 and
-       dynamic-range; the slim model within the budget is the *base* of what follows
-       (the float model when none is);
+       dot-product instructions, where float32 already runs near the peak), from the
+       largest fraction of channels removed down to the first one within the budget
+       (each is a fresh fine-tune, so the fastest candidate goes first), converted to
+       float32, int8 and dynamic-range; the slim model within the budget is the *base* of
+       what follows (the float model when none is);
     3. a sparsity ladder (``space.sparsities``) on the base, each level pruned on from the
        previous one with the first and last layers left dense, converted to int8, climbed
        until the validation accuracy leaves the budget;
