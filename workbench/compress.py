@@ -470,7 +470,10 @@ def quantization_aware(
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     what = {None: "QAT", "sparsity": "PQAT", "clusters": "PCQAT"}[preserve]
     if fold_bn if fold_bn is not None else preserve != "clusters":
-        model, _ = fold_batch_norms(model)
+        try:
+            model, _ = fold_batch_norms(model)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            pass  # a graph it cannot rebuild: QAT on the model as it is (slower, not wrong)
     keep_float = _keep_float_config()
 
     def annotate(layer):
@@ -540,6 +543,7 @@ def fold_batch_norms(model):
         producer: bn
         for producer, bn in slim._bn_followers(model).items()
         if type(model.get_layer(producer)).__name__ in ("Conv2D", "Dense")
+        and getattr(model.get_layer(producer), "data_format", "channels_last") == "channels_last"
         and slim._activation_name(model.get_layer(producer)) == "linear"
         and slim._axes(bn) in ([-1], [len(bn.input_shape) - 1])
     }
