@@ -665,24 +665,41 @@ def _masked(model, the_plan: Plan):
     """The original model (its own layers) with removed channels zeroed after every layer."""
     import tf_keras as keras
 
-    tensors = {}
-    inputs = [
-        keras.Input(tuple(t.shape[1:]), name=f"masked_{i}") for i, t in enumerate(model.inputs)
-    ]
-    for old, new in zip(model.inputs, inputs, strict=True):
-        tensors[id(old)] = new
-    for n in _ordered_nodes(model):
-        args, kwargs = _swap((n.call_args, n.call_kwargs), tensors)
-        outs = n.layer(*args, **kwargs)
-        for old, new in zip(_flat(n.outputs), _flat(outs), strict=True):
+    def call(node, args, kwargs):
+        outs = node.layer(*args, **kwargs)
+        masked = []
+        for old, new in zip(_flat(node.outputs), _flat(outs), strict=True):
             layout = the_plan._layouts.get(id(old))
             if layout is not None and not isinstance(layout, _Flat):
                 if any(s in the_plan._space_keep for s, _ in layout):
                     mask = np.zeros(sum(size for _, size in layout), np.float32)
                     mask[the_plan.kept_indices(layout)] = 1.0
                     new = keras.layers.Lambda(lambda t, m=mask: t * m)(new)
+            masked.append(new)
+        return masked
+
+    return replay(model, call, input_name=lambda i, t: f"masked_{i}")
+
+
+def replay(model, call, *, input_name=None):
+    """A new functional model that replays ``model``'s graph node by node.
+
+    ``call(node, args, kwargs)`` returns the new outputs of each node (in the order of
+    ``node.outputs``), given its arguments already mapped onto the new graph; it may call the
+    node's own layer, a new one, or return one of its inputs to drop the layer.
+    ``input_name(i, tensor)`` names the new inputs (default: the old inputs' names).
+    """
+    import tf_keras as keras
+
+    name = input_name or (lambda i, t: t.name.split(":")[0])
+    inputs = [keras.Input(tuple(t.shape[1:]), name=name(i, t)) for i, t in enumerate(model.inputs)]
+    tensors = {id(old): new for old, new in zip(model.inputs, inputs, strict=True)}
+    for n in _ordered_nodes(model):
+        args, kwargs = _swap((n.call_args, n.call_kwargs), tensors)
+        outs = call(n, args, kwargs)
+        for old, new in zip(_flat(n.outputs), _flat(outs), strict=True):
             tensors[id(old)] = new
-    return keras.Model(inputs, [tensors[id(t)] for t in model.outputs])
+    return keras.Model(inputs, [tensors[id(t)] for t in model.outputs], name=model.name)
 
 
 def _swap(structure, tensors: dict):
