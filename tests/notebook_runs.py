@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from workbench import memory, runner
+from workbench.core import memory
+from workbench.run import notebooks, params
 
-NOTEBOOKS = runner.notebook_names()
+NOTEBOOKS = params.notebook_names()
 BINDER_BYTES = 2 * 1024**3  # mybinder.org's memory limit (a container cap, 2 GB)
-_done: dict[str, runner.Execution] = {}
+_done: dict[str, notebooks.Execution] = {}
 
 
-def run_once(name: str) -> runner.Execution:
+def run_once(name: str) -> notebooks.Execution:
     """Run ``name`` (and the notebooks before it, once): under a 2 GiB cgroup where possible."""
     for earlier in NOTEBOOKS[: NOTEBOOKS.index(name)]:
         if earlier not in _done:
@@ -27,14 +28,14 @@ def run_once(name: str) -> runner.Execution:
     return _done[name]
 
 
-def _plain(name: str) -> runner.Execution:
+def _plain(name: str) -> notebooks.Execution:
     try:
-        return runner.execute(name, profile="smoke", progress=False)
-    except runner.NotebookFailed as err:
+        return notebooks.execute(name, profile="smoke", progress=False)
+    except notebooks.NotebookFailed as err:
         pytest.fail(str(err), pytrace=False)
 
 
-def _capped(name: str) -> runner.Execution:
+def _capped(name: str) -> notebooks.Execution:
     """``python -m workbench run --memory-cap-mib 2048 NAME`` in a fresh process.
 
     A fresh process because the cgroup charges everything in it: this pytest process has
@@ -65,4 +66,27 @@ def _capped(name: str) -> runner.Execution:
             + "\n".join((done.stderr or done.stdout).splitlines()[-60:]),
             pytrace=False,
         )
-    return runner.recorded_run(name)
+    return recorded_run(name)
+
+
+def recorded_run(name: str) -> notebooks.Execution:
+    """Read back what :func:`workbench.run.notebooks.execute` recorded for ``name`` in
+    ``runs.json`` (a run in another process, such as ``python -m workbench run
+    --memory-cap-mib``)."""
+    import json
+
+    from workbench.core import paths
+
+    runs = json.loads((paths.reports_dir("results") / "runs.json").read_text())
+    if name not in runs:
+        raise KeyError(f"No recorded run of {name} in {paths.reports_dir('results')}")
+    run = runs[name]
+    return notebooks.Execution(
+        name,
+        paths.reports_dir("executed") / f"{name}.ipynb",
+        run["seconds"],
+        round(run["peak_memory_mib"] * 2**20),
+        round(run.get("peak_private_mib", 0) * 2**20),
+        round(run.get("memory_cap_mib", 0) * 2**20),
+        round(run.get("cgroup_peak_mib", 0) * 2**20),
+    )

@@ -33,7 +33,7 @@ def expected(model, images: np.ndarray) -> np.ndarray:
 
 def export_tiny(base: Path, version: int, seed: int | None = None):
     """Export a tiny model as ``<base>/tiny/<version>``; return the Keras model."""
-    from workbench import export
+    from workbench.cloud import export
 
     model = tiny_model(version if seed is None else seed)
     export.export_saved_model(model, base=base, name="tiny", version=version)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench import paths
+from workbench.core import paths
 
 pytestmark = pytest.mark.slow
 POST_TRAINING = ("float32", "dynamic_range", "float16", "int8")

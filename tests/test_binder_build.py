@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench import paths
+from workbench.core import paths
 
 ROOT = paths.REPO_ROOT
 BINDER_LIMIT_BYTES = 2 * 1024**3
@@ -54,7 +54,7 @@ def test_binder_environment_runs_every_notebook_under_2_gb(tmp_path, cifar10_pat
         "WORKBENCH_REPORTS": str(reports),
         "WORKBENCH_CIFAR10": str(cifar10_path),
     }
-    from workbench.memory import MemoryLimit
+    from workbench.core.memory import MemoryLimit
 
     capped = MemoryLimit.unavailable() is None
     cap = ["--memory-cap-mib", str(BINDER_LIMIT_BYTES // 2**20)] if capped else []

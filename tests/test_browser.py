@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from workbench import paths
+from workbench.core import paths
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ CHROMIUM_ARGS = [
 def lab(workdirs):
     import httpx
 
-    from workbench import serving
+    from workbench.cloud import serving
 
     if CHROMIUM is None:
         pytest.skip("Chromium not found: install Debian's 'chromium' package (.ci/run does)")
@@ -124,14 +124,15 @@ def _prepare_smoke_copy(name: str, **overrides):
     not executed."""
     import papermill as pm
 
-    from workbench import report, runner
+    from workbench.report import recorder
+    from workbench.run import params
 
-    report.results_path(name).unlink(missing_ok=True)  # "finished" is read from a fresh file
+    recorder.results_path(name).unlink(missing_ok=True)  # "finished" is read from a fresh file
     target = _lab_root() / f"{name}.ipynb"
     pm.execute_notebook(
         str(paths.notebooks_dir() / f"{name}.ipynb"),
         str(target),
-        parameters={**runner.profile_parameters(name, "smoke"), **overrides},
+        parameters={**params.profile_parameters(name, "smoke"), **overrides},
         prepare_only=True,
         progress_bar=False,
     )
@@ -253,11 +254,11 @@ def _results_recorded(notebook: str, key: str):
     """True once the running notebook has recorded ``key`` (its last cell records "figures")."""
     import json
 
-    from workbench import report
+    from workbench.report import recorder
 
     def done() -> bool:
         try:
-            return key in json.loads(report.results_path(notebook).read_text())
+            return key in json.loads(recorder.results_path(notebook).read_text())
         except (OSError, ValueError):
             return False
 
@@ -331,6 +332,6 @@ def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
 
 
 def runner_sparsities(name: str) -> list[float]:
-    from workbench import runner
+    from workbench.run import params
 
-    return list(runner.profile_parameters(name, "smoke")["sparsities"])
+    return list(params.profile_parameters(name, "smoke")["sparsities"])

@@ -6,7 +6,10 @@ import httpx
 import numpy as np
 import pytest
 
-from workbench import collab, models, network, serving
+from workbench.cloud import serving
+from workbench.collab import cascade, split
+from workbench.models import architectures
+from workbench.network import latency
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +25,12 @@ def chain():
     outputs = keras.layers.Dense(10, activation="softmax", name="out")(x)
     model = keras.Model(inputs, outputs)
     images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
-    return model, models.scale_images(images)
+    return model, architectures.scale_images(images)
 
 
 def test_every_layer_of_a_chain_is_a_cut_point(chain):
     model, _ = chain
-    points = collab.cut_points(model)
+    points = split.cut_points(model)
     assert [p.after for p in points] == ["input", "c1", "p1", "c2", "gap", "out"]
     assert points[2].activation_shape == (16, 16, 8) and points[2].values == 16 * 16 * 8
     assert [p.index for p in points] == list(range(6))
@@ -36,7 +39,7 @@ def test_every_layer_of_a_chain_is_a_cut_point(chain):
 @pytest.mark.parametrize("after", ["input", "c1", "p1", "c2", "gap", "out"])
 def test_prefix_then_suffix_equals_the_model(chain, after):
     model, x = chain
-    prefix, suffix = collab.split_model(model, after)
+    prefix, suffix = split.split_model(model, after)
     a = prefix.predict(x, verbose=0) if prefix is not None else x
     out = suffix.predict(a, verbose=0) if suffix is not None else a
     np.testing.assert_allclose(out, model.predict(x, verbose=0), atol=1e-5)
@@ -66,17 +69,17 @@ def branchy():
 
 def test_no_cut_point_lies_inside_a_branch(branchy):
     model, _ = branchy
-    cuts = [p.after for p in collab.cut_points(model)]
+    cuts = [p.after for p in split.cut_points(model)]
     assert cuts == ["input", "stem", "res_add", "merge", "gap", "out"]
     for inside in ("res_conv", "res_bn", "left_dw", "right_sep"):
         with pytest.raises(ValueError, match="not a cut point"):
-            collab.split_model(model, inside)
+            split.split_model(model, inside)
 
 
 @pytest.mark.parametrize("after", ["input", "stem", "res_add", "merge", "gap", "out"])
 def test_split_of_a_branchy_graph_equals_the_model(branchy, after):
     model, x = branchy
-    prefix, suffix = collab.split_model(model, after)
+    prefix, suffix = split.split_model(model, after)
     a = prefix.predict(x, verbose=0) if prefix is not None else x
     out = suffix.predict(a, verbose=0) if suffix is not None else a
     np.testing.assert_allclose(out, model.predict(x, verbose=0), atol=1e-5)
@@ -90,22 +93,22 @@ def test_a_long_skip_from_the_input_leaves_only_the_ends():
     hidden = layers.Dense(4, name="hidden")(inputs)
     outputs = layers.Dense(3, activation="softmax", name="out")(layers.Add()([inputs, hidden]))
     model = keras.Model(inputs, outputs)
-    assert [p.after for p in collab.cut_points(model)] == ["input", "add", "out"]
+    assert [p.after for p in split.cut_points(model)] == ["input", "add", "out"]
 
 
 def test_choose_cuts_keeps_both_ends_and_the_cheapest_in_between(branchy):
-    points = collab.cut_points(branchy[0])
-    chosen = collab.choose_cuts(points, 4)
+    points = split.cut_points(branchy[0])
+    chosen = split.choose_cuts(points, 4)
     assert len(chosen) == 4 and chosen[0].after == "input" and chosen[-1].after == "out"
-    assert collab.choose_cuts(points, 10) == points
+    assert split.choose_cuts(points, 10) == points
 
 
 def test_int8_activations_keep_the_answers(chain):
     model, x = chain
-    prefix, suffix = collab.split_model(model, "p1")
+    prefix, suffix = split.split_model(model, "p1")
     a = prefix.predict(x, verbose=0)
-    scale, zero = collab.activation_quantization(a)
-    restored = collab.dequantize_activation(collab.quantize_activation(a, scale, zero), scale, zero)
+    scale, zero = split.activation_quantization(a)
+    restored = (split.quantize_activation(a, scale, zero).astype(np.float32) - zero) * scale
     assert np.abs(restored - a).max() <= scale / 2 + 1e-6
     agree = np.mean(
         suffix.predict(restored, verbose=0).argmax(1) == model.predict(x, verbose=0).argmax(1)
@@ -119,11 +122,11 @@ def test_best_split_is_the_fastest_total():
         {"index": 1, "after": "mid", "int8_bytes": 100, "edge_ms": 5.0, "cloud_ms": 0.5},
         {"index": 2, "after": "out", "int8_bytes": 10, "edge_ms": 50.0, "cloud_ms": 0.0},
     ]
-    slow = network.LinkProfile("slow", "slow", 10, 0.1, 0.3, 0, "test")  # 3 kB up takes ~330 ms
-    fast = network.LinkProfile("fast", "fast", 1, 1000, 1000, 0, "test")
+    slow = latency.Link("slow", "slow", 10, 0.1, 0.3, 0, "test")  # 3 kB up takes ~330 ms
+    fast = latency.Link("fast", "fast", 1, 1000, 1000, 0, "test")
     best = {
         b["key"]: b
-        for b in collab.best_splits(
+        for b in split.best_splits(
             rows, {"slow": slow, "fast": fast}, server_overhead_ms=1.0, response_bytes=100
         )
     }
@@ -136,7 +139,7 @@ def test_cascade_sweep_ends_and_threshold_choice():
     y = np.array([0, 1, 2, 3])
     edge_p = np.array([[0.9, 0.1, 0, 0], [0.6, 0.4, 0, 0], [0, 0, 0.95, 0.05], [0.5, 0, 0, 0.5]])
     cloud_p = np.eye(4)
-    rows = collab.cascade_sweep(
+    rows = cascade.cascade_sweep(
         edge_p,
         cloud_p,
         y,
@@ -151,16 +154,16 @@ def test_cascade_sweep_ends_and_threshold_choice():
     )
     assert rows[1]["accuracy"] == 1.0 and rows[1]["cloud_fraction"] == 0.5
     assert rows[2]["cloud_fraction"] == 1.0 and rows[2]["x_mean_ms"] == 11.0
-    assert collab.pick_threshold(rows, target_accuracy=1.0)["threshold"] == 0.7
+    assert cascade.pick_threshold(rows, target_accuracy=1.0)["threshold"] == 0.7
 
 
 @pytest.mark.slow
 def test_split_endpoint_serves_and_rejects_bad_activations(chain, tmp_path):
     model, x = chain
-    prefix, suffix = collab.split_model(model, "p1")
+    prefix, suffix = split.split_model(model, "p1")
     a = prefix.predict(x[:4], verbose=0)
-    scale, zero = collab.activation_quantization(a)
-    collab.export_suffix(
+    scale, zero = split.activation_quantization(a)
+    split.export_suffix(
         suffix,
         base=tmp_path,
         name="suffix",
@@ -168,14 +171,14 @@ def test_split_endpoint_serves_and_rejects_bad_activations(chain, tmp_path):
         scale=scale,
         zero_point=zero,
     )
-    q = collab.quantize_activation(a, scale, zero)
+    q = split.quantize_activation(a, scale, zero)
     with serving.serving(tmp_path) as server, serving.ServingClient(server.url, "suffix") as client:
-        got = client.predict_body(collab.split_request(q)).outputs
-        want = suffix.predict(collab.dequantize_activation(q, scale, zero), verbose=0)
+        got = client.predict_body(split.split_request(q)).outputs
+        want = suffix.predict((q.astype(np.float32) - zero) * scale, verbose=0)
         np.testing.assert_allclose(got, want, atol=1e-5)
         url = f"{server.url}/v1/models/suffix:predict"
         bad = [
-            collab.split_request(q[:, :3]),  # wrong shape: bytes of a smaller activation
+            split.split_request(q[:, :3]),  # wrong shape: bytes of a smaller activation
             b'{"signature_name": "activation_b64", "instances": [[0.5]]}',  # floats, not bytes
             b'{"instances": [[1, 2, 3]]}',  # int8 signature, wrong shape
             b'{"instances": [[[[300]]]]}',  # outside the int8 range
@@ -194,7 +197,7 @@ def test_best_split_curve_moves_to_the_edge_as_bandwidth_falls():
         {"index": 0, "after": "input", "int8_bytes": 3072, "edge_ms": 0.0, "cloud_ms": 1.0},
         {"index": 1, "after": "out", "int8_bytes": 10, "edge_ms": 20.0, "cloud_ms": 0.0},
     ]
-    curve = collab.best_split_curve(
+    curve = split.best_split_curve(
         rows, rtt_ms=1.0, uplinks_mbps=[1000.0, 0.01], server_overhead_ms=1.0, response_bytes=100
     )
     assert curve == [0, 1]

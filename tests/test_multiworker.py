@@ -33,7 +33,7 @@ WORKER = textwrap.dedent(
 
     import numpy as np
 
-    from workbench import export, train
+    from workbench.cloud import export, train
 
     out = Path(sys.argv[1])
     epochs = int(sys.argv[2])

@@ -16,11 +16,14 @@ import sys
 import numpy as np
 import pytest
 
-from workbench import bench, emulation, export, network, serving
+from workbench.cloud import export, serving
+from workbench.collab import compare
+from workbench.core import timing
+from workbench.network import emulation, latency, validation
 
 pytestmark = pytest.mark.slow
-NETEM, NETEM_WHY = network.netem_available()
-SHAPING, SHAPING_WHY = network.shaping_available()
+NETEM, NETEM_WHY = emulation.netem_available()
+SHAPING, SHAPING_WHY = emulation.shaping_available()
 
 
 @pytest.mark.netem
@@ -41,9 +44,9 @@ def test_link_model_within_15_percent_of_netem(name, tmp_path):
     body = serving.encode_images(image, "json")
     with serving.serving(tmp_path) as server, serving.ServingClient(server.url, "tiny") as client:
         response_bytes = client.predict_body(body).response_bytes
-        loopback = bench.measure_latency(lambda: client.predict_body(body), warmup=5, repeats=30)
-    result = network.validate_model(
-        network.PROFILES[name],
+        loopback = timing.measure_latency(lambda: client.predict_body(body), warmup=5, repeats=30)
+    result = compare.validate_model(
+        latency.LINKS[name],
         model_base=tmp_path,
         model_name="tiny",
         body=body,
@@ -64,7 +67,7 @@ def _table(rows: list[dict]) -> str:
 @pytest.mark.skipif(not SHAPING, reason=f"rate shaping unavailable: {SHAPING_WHY}")
 def test_bandwidth_term_on_a_tbf_shaped_link():
     """1 KB to 1 MB at 1, 10 and 50 Mbit/s, kept-alive and new connections (~25 s)."""
-    rows = network.validate_bandwidth(
+    rows = validation.validate_bandwidth(
         (1_000, 10_000, 100_000, 1_000_000), (1, 10, 50), repeats=3, max_transfer_s=1.0
     )
     cells = {(r["rate_mbps"], r["connection"], r["size_bytes"]) for r in rows}
@@ -86,7 +89,7 @@ def test_bandwidth_term_on_a_tbf_shaped_link():
 @pytest.mark.skipif(not SHAPING, reason=f"rate shaping unavailable: {SHAPING_WHY}")
 def test_a_bare_token_bucket_lets_a_small_message_through_at_once():
     """Why the buckets are drained: undrained, 1 KB at 1 Mbit/s skips its 8 ms transfer."""
-    (row,) = network.validate_bandwidth((1_000,), (1,), connections=("keep-alive",), drain=False)
+    (row,) = validation.validate_bandwidth((1_000,), (1,), connections=("keep-alive",), drain=False)
     assert row["verdict"] == "outside"
     assert row["measured_ms"] < row["base_ms"] + 0.2 * row["transfer_ms"], row
 

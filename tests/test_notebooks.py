@@ -15,7 +15,9 @@ import pytest
 from notebook_runs import BINDER_BYTES, NOTEBOOKS
 from notebook_runs import run_once as _run
 
-from workbench import report, runner
+from workbench.core import paths
+from workbench.report import recorder
+from workbench.run import params
 
 # Where this machine allows it, the notebooks run under a real 2 GiB cgroup cap: a notebook
 # that does not fit is killed, which is the test that matters. The cgroup also charges the
@@ -37,7 +39,7 @@ def check_01(r: dict) -> None:
 
 
 def check_02(r: dict) -> None:
-    from workbench import paths
+    from workbench.core import paths
 
     for arch in ("seed_cnn", "improved_cnn"):
         m = r["models"][arch]
@@ -53,7 +55,8 @@ def check_02(r: dict) -> None:
 
 
 def check_03(r: dict) -> None:
-    from workbench import edge, paths
+    from workbench.core import paths
+    from workbench.edge import runtime
 
     variants = {v["variant"]: v for v in r["variants"]}
     for name in ("float32", "dynamic_range", "float16", "int8"):
@@ -86,7 +89,7 @@ def check_03(r: dict) -> None:
     winners = r["winners"]
     assert winners["smallest"] in variants and winners["fastest"] in variants
     assert r["search_log"] and r["mac_rates"]
-    manifest = edge.read_manifest(paths.edge_dir())
+    manifest = runtime.read_manifest(paths.edge_dir())
     assert manifest["default"] == winners["fastest"]
     for entry in manifest["models"]:
         assert (paths.edge_dir() / entry["file"]).exists()
@@ -174,7 +177,7 @@ def test_notebook(name: str, workdirs, cifar10_path) -> None:
         assert execution.limit_bytes == BINDER_BYTES and execution.limit_peak_bytes > 0
     else:
         assert execution.peak_memory_bytes < BINDER_BYTES, f"{name} peaked at {mib}"
-    results = report.load_results(name)
+    results = recorder.load_results(name)
     assert results.get("summary_keys"), f"{name} recorded no summary figures"
     for key in results["summary_keys"]:
         assert results.get(key) is not None, (
@@ -186,7 +189,7 @@ def test_notebook(name: str, workdirs, cifar10_path) -> None:
     check_readable(execution.output)
 
 
-# Library noise a reader must not see (workbench.quiet filters each, with the reason).
+# Library noise a reader must not see (workbench.core.quiet filters each, with the reason).
 NOISE = (
     "INFO:tensorflow",
     "Assets written to",
@@ -217,7 +220,7 @@ def test_notebooks_are_committed_without_outputs() -> None:
     import nbformat
 
     for name in NOTEBOOKS:
-        nb = nbformat.read(runner.paths.notebooks_dir() / f"{name}.ipynb", as_version=4)
+        nb = nbformat.read(paths.notebooks_dir() / f"{name}.ipynb", as_version=4)
         dirty = [
             i
             for i, c in enumerate(nb.cells)
@@ -242,4 +245,4 @@ def test_notebooks_are_committed_without_outputs() -> None:
 def test_smoke_profile_names_real_parameters() -> None:
     """Every smoke override must exist in the notebook's parameters cell (no silent typos)."""
     for name in NOTEBOOKS:  # raises ProfileError naming the parameter a notebook lacks
-        runner.profile_parameters(name, "smoke")
+        params.profile_parameters(name, "smoke")

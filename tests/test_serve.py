@@ -19,7 +19,7 @@ import orjson
 import pytest
 from serving_helpers import expected, export_tiny
 
-from workbench import serving
+from workbench.cloud import serving
 
 pytestmark = pytest.mark.slow
 MAX_BODY = 300_000

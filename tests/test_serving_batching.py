@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from serving_helpers import expected, export_tiny
 
-from workbench import serving
+from workbench.cloud import serving
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from workbench import serving
+from workbench.cloud import serving
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from serving_helpers import PeakRss, export_tiny, wait_until, zero_png
 
-from workbench import serving
+from workbench.cloud import serving
 
 pytestmark = pytest.mark.slow
 MAX_BATCH = 32

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from serving_helpers import expected, export_tiny, require, wait_until
 
-from workbench import serving
-from workbench.serving import storage
+from workbench.cloud import serving
+from workbench.cloud.serving import storage
 
 pytestmark = pytest.mark.slow
 

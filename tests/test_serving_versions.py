@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from serving_helpers import expected, export_tiny, wait_until
 
-from workbench import serving
+from workbench.cloud import serving
 
 pytestmark = pytest.mark.slow
 

@@ -52,7 +52,7 @@ def check_keras() -> None:
             used before ``workbench`` could set ``TF_USE_LEGACY_KERAS``, or the variable is
             set to something other than ``1``.
     """
-    from workbench import quiet
+    from workbench.core import quiet
 
     tf = quiet.import_tensorflow()  # TensorFlow's start-up lines on a CPU-only machine, filtered
     module = tf.keras.__name__

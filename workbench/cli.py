@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     assess.add_argument(
         "--links",
         default=None,
-        help="comma-separated link profiles (default: all of lan, wifi, 5g, 4g, 3g, satellite)",
+        help="comma-separated links (default: all of lan, wifi, 5g, 4g, 3g, satellite)",
     )
     assess.add_argument(
         "--budget-pp",
@@ -79,40 +79,44 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser(
         "serve", help="serve SavedModels with TensorFlow Serving's REST and gRPC APIs"
     )
-    from workbench.serving import options as serve_options
+    from workbench.cloud.serving import options as serve_options
 
     serve_options.add_arguments(serve)
 
     args = parser.parse_args(argv)
     if args.command == "run":
-        from workbench import data, runner
-        from workbench.memory import MemoryLimit
+        from workbench.core.memory import MemoryLimit
+        from workbench.data import datasets
+        from workbench.run import notebooks, params
 
         cap = args.memory_cap_mib * 2**20 if args.memory_cap_mib else None
         if cap and MemoryLimit.unavailable():
             print(f"--memory-cap-mib: {MemoryLimit.unavailable()}", file=sys.stderr)
             return 2
         try:
-            runner.run_all(
+            notebooks.run_all(
                 args.profile,
                 args.notebooks or None,
                 memory_cap_bytes=cap,
                 estimate=not args.no_estimate,
             )
-        except (data.DatasetError, runner.ProfileError) as err:  # set-up: the message says it all
+        except (
+            datasets.DatasetError,
+            params.ProfileError,
+        ) as err:  # set-up: the message says it all
             print(err, file=sys.stderr)
             return 2
-        except runner.NotebookFailed as err:
+        except notebooks.NotebookFailed as err:
             print(err, file=sys.stderr)
             return 1
     elif args.command == "assess":
         return _assess(args)
     elif args.command == "report":
-        from workbench import report
+        from workbench.report import page
 
-        print(report.build_index())
+        print(page.build_index())
     elif args.command == "serve":
-        from workbench import serving
+        from workbench.cloud import serving
 
         try:
             serving.run_server(serve_options.from_args(args))
@@ -126,12 +130,14 @@ def _assess(args) -> int:
     """``workbench assess``: a user mistake prints only its message and exits with 2."""
     from dataclasses import replace
 
-    from workbench import assess, contract, data
+    from workbench.assess import flow, summary
+    from workbench.data import datasets
+    from workbench.models import loading
 
-    if args.profile not in assess.PROFILES:
-        print(f"--profile: choose one of {', '.join(assess.PROFILES)}", file=sys.stderr)
+    if args.profile not in flow.PROFILES:
+        print(f"--profile: choose one of {', '.join(flow.PROFILES)}", file=sys.stderr)
         return 2
-    settings = assess.PROFILES[args.profile]
+    settings = flow.PROFILES[args.profile]
     if args.links:
         settings = replace(settings, links=tuple(k.strip() for k in args.links.split(",")))
     if args.budget_pp is not None:
@@ -140,7 +146,7 @@ def _assess(args) -> int:
         settings = replace(settings, variants=replace(settings.variants, threads=args.threads))
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     try:
-        result = assess.assess(
+        result = flow.assess(
             args.model,
             args.data,
             args.out,
@@ -150,10 +156,10 @@ def _assess(args) -> int:
             class_names=names,
             progress=not args.quiet,
         )
-    except (contract.ContractError, data.DatasetError, assess.AssessError) as err:
+    except (loading.ContractError, datasets.DatasetError, flow.AssessError) as err:
         print(f"workbench assess: {err}", file=sys.stderr)
         return 2
-    print(assess.summary(result, args.out))
+    print(summary.summary(result, args.out))
     return 0
 
 

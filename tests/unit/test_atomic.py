@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench import atomic
+from workbench.core import atomic
 
 
 def _dead_pid() -> int:
@@ -90,7 +90,7 @@ def test_a_killed_writer_leaves_the_old_file_and_its_leftover_is_cleaned(tmp_pat
     script = textwrap.dedent(
         f"""
         import os, signal
-        from workbench import atomic
+        from workbench.core import atomic
         with atomic.open_file({str(target)!r}) as f:
             f.write(b"half")
             f.flush()

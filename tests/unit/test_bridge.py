@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import bridge
+from workbench.models import bridge
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +115,12 @@ def test_a_setting_tf_keras_lacks_is_refused():
 def test_bridged_model_goes_through_quantization_aware_training(x):
     """tfmot's transforms name new layers themselves (SeparableConv2D is split in two); the
     bridge reserves the model's names so they are not reused ("Shape mismatch" otherwise)."""
-    from workbench import compress
+    from workbench.edge import techniques
 
     tk = bridge.to_tf_keras(_functional(), x_check=x)
     images = (x * 255).astype(np.uint8)
     labels = np.arange(len(x)) % 5
-    qat = compress.quantization_aware(
+    qat = techniques.quantization_aware(
         tk, images, labels, steps=1, batch_size=4, input_scale=1 / 255, progress=False
     )
     assert qat.predict(x[:2], verbose=0).shape == (2, 5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workbench import collab
+from workbench.report import conclusions
 
 STUDENTS = {
     "gain_test_pp": {"mean": 1.05, "sd": 1.03, "per_seed": [0.0, 2.06, 1.08]},
@@ -23,7 +23,7 @@ def _cascade(edge_accuracy: float, accuracy: float, cloud_fraction: float, thres
 
 
 def _text(cascade: dict) -> str:
-    return collab.conclusions(
+    return conclusions.collab_conclusions(
         split={"status": "skipped", "reason": "test"},
         students=STUDENTS,
         student_int8=STUDENT_INT8,

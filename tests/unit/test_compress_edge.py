@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import compress, edge, models
+from workbench.core import metrics
+from workbench.edge import convert, finetune, runtime, slim, techniques
+from workbench.models import architectures
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def tiny():
     x = rng.integers(0, 256, (128, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, 128)
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
-    model.fit(models.scale_images(x), y, epochs=2, verbose=0)
+    model.fit(architectures.scale_images(x), y, epochs=2, verbose=0)
     return model, x, y
 
 
@@ -35,78 +37,78 @@ def tiny():
 )
 def test_every_variant_loads_and_agrees(tiny, variant, floor):
     model, x, _ = tiny
-    blob = compress.to_tflite(
+    blob = convert.to_tflite(
         model, variant, x_calibration=x, calibration_samples=64, input_scale=1 / 255
     )
-    m = edge.EdgeModel(blob, name=variant)
-    ref = model.predict(models.scale_images(x), verbose=0)
-    assert edge.agreement(m.predict(models.scale_images(x)), ref) >= floor
+    m = runtime.EdgeModel(blob, name=variant)
+    ref = model.predict(architectures.scale_images(x), verbose=0)
+    assert metrics.agreement(m.predict(architectures.scale_images(x)), ref) >= floor
     if variant == "int8":
         assert m.input_dtype == np.int8 and m.output_dtype == np.int8
         scale, zero = m.input_quantization
         assert scale == pytest.approx(1 / 255, rel=1e-3) and zero == -128  # pixel p -> code p - 128
-    stats = m.benchmark(models.scale_images(x[:1]), warmup=2, repeats=10)
+    stats = m.benchmark(architectures.scale_images(x[:1]), warmup=2, repeats=10)
     assert stats.p50_ms > 0 and stats.p95_ms >= stats.p50_ms
 
 
 def test_int8_needs_calibration_data(tiny):
     with pytest.raises(ValueError, match="x_calibration"):
-        compress.to_tflite(tiny[0], "int8", input_scale=1 / 255)
+        convert.to_tflite(tiny[0], "int8", input_scale=1 / 255)
 
 
 def test_corrupt_and_truncated_files_name_the_file(tiny, tmp_path):
-    blob = compress.to_tflite(tiny[0], "float32", input_scale=None)
+    blob = convert.to_tflite(tiny[0], "float32", input_scale=None)
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(blob[: len(blob) // 3])
-    with pytest.raises(edge.EdgeModelError, match="truncated.tflite"):
-        edge.EdgeModel(truncated)
+    with pytest.raises(runtime.EdgeModelError, match="truncated.tflite"):
+        runtime.EdgeModel(truncated)
     other = tmp_path / "not-a-model.tflite"
     other.write_bytes(b"PK\x03\x04 this is a zip")
-    with pytest.raises(edge.EdgeModelError, match="not-a-model.tflite.*not a TFLite model"):
-        edge.EdgeModel(other)
-    with pytest.raises(edge.EdgeModelError, match="run notebook 03"):
-        edge.EdgeModel(tmp_path / "missing.tflite")
+    with pytest.raises(runtime.EdgeModelError, match="not-a-model.tflite.*not a TFLite model"):
+        runtime.EdgeModel(other)
+    with pytest.raises(runtime.EdgeModelError, match="run notebook 03"):
+        runtime.EdgeModel(tmp_path / "missing.tflite")
 
 
 def test_wrong_input_shape_is_a_clear_error(tiny):
-    m = edge.EdgeModel(compress.to_tflite(tiny[0], "float32", input_scale=None))
+    m = runtime.EdgeModel(convert.to_tflite(tiny[0], "float32", input_scale=None))
     with pytest.raises(ValueError, match="expects inputs of shape"):
         m.predict(np.zeros((2, 28, 28, 3), np.float32))
 
 
 def test_pruning_reaches_the_target_even_on_a_short_run(tiny):
     model, x, y = tiny
-    pruned = compress.prune(
+    pruned = techniques.prune(
         model, x, y, sparsity=0.75, steps=4, batch_size=32, input_scale=1 / 255, progress=False
     )
-    report = compress.sparsity_report(pruned)
+    report = techniques.sparsity_report(pruned)
     assert report[-1]["sparsity"] == pytest.approx(0.75, abs=0.01)
     for row in report[:-1]:
         assert row["sparsity"] == pytest.approx(0.75, abs=0.02), row
-    dense = compress.size_of(compress.to_tflite(model, "float32", input_scale=None))
-    sparse = compress.size_of(compress.to_tflite(pruned, "float32", input_scale=None))
+    dense = convert.size_of(convert.to_tflite(model, "float32", input_scale=None))
+    sparse = convert.size_of(convert.to_tflite(pruned, "float32", input_scale=None))
     assert sparse.gzip_bytes < 0.6 * dense.gzip_bytes  # zeros only pay off after compression
 
 
 def test_pruning_schedule_fits_the_number_of_steps():
-    schedule = compress.pruning_schedule(0.8, total_steps=7)
+    schedule = techniques.pruning_schedule(0.8, total_steps=7)
     config = schedule.get_config()["config"]
     assert config["end_step"] <= 7 and config["end_step"] % config["frequency"] == 0
 
 
 def test_clustering_preserves_sparsity_and_limits_unique_values(tiny):
     model, x, y = tiny
-    pruned = compress.prune(
+    pruned = techniques.prune(
         model, x, y, sparsity=0.5, steps=4, batch_size=32, input_scale=1 / 255, progress=False
     )
-    clustered = compress.cluster(
+    clustered = techniques.cluster(
         pruned, x, y, clusters=8, steps=4, batch_size=32, input_scale=1 / 255, progress=False
     )
-    assert compress.overall_sparsity(clustered) >= 0.49
-    assert all(n <= 8 for n in compress.unique_weights(clustered).values())
+    assert techniques.overall_sparsity(clustered) >= 0.49
+    assert all(np.unique(k).size <= 8 for _, k in finetune.kernels(clustered))
 
 
-@pytest.mark.parametrize("fn", [compress.affine_quantize, compress.symmetric_quantize])
+@pytest.mark.parametrize("fn", [convert.affine_quantize, convert.symmetric_quantize])
 def test_quantization_error_is_at_most_half_a_step(fn):
     values = np.random.default_rng(0).normal(0, 0.1, 1000).astype(np.float32)
     q = fn(values)
@@ -115,15 +117,17 @@ def test_quantization_error_is_at_most_half_a_step(fn):
 
 
 def test_manifest_roundtrip(tiny, tmp_path):
-    blob = compress.to_tflite(tiny[0], "float32", input_scale=None)
+    blob = convert.to_tflite(tiny[0], "float32", input_scale=None)
     (tmp_path / "m.tflite").write_bytes(blob)
-    edge.write_manifest(tmp_path, [{"variant": "float32", "file": "m.tflite"}], default="float32")
-    m, entry = edge.load_from_manifest(tmp_path)
+    runtime.write_manifest(
+        tmp_path, [{"variant": "float32", "file": "m.tflite"}], default="float32"
+    )
+    m, entry = runtime.load_from_manifest(tmp_path)
     assert entry["file"] == "m.tflite" and m.size_bytes == len(blob)
     with pytest.raises(KeyError, match="int8"):
-        edge.load_from_manifest(tmp_path, "int8")
+        runtime.load_from_manifest(tmp_path, "int8")
     with pytest.raises(FileNotFoundError, match="notebook 03"):
-        edge.read_manifest(tmp_path / "nowhere")
+        runtime.read_manifest(tmp_path / "nowhere")
 
 
 @pytest.fixture(scope="module")
@@ -148,11 +152,11 @@ def with_rescaling():
 def test_pruning_skips_unsupported_layers_and_keeps_dense_ones(with_rescaling):
     model, x, y = with_rescaling
     before = model.get_weights()
-    pruned = compress.prune(
+    pruned = techniques.prune(
         model, x, y, sparsity=0.5, steps=4, batch_size=16, input_scale=None,
         keep_dense=("conv1",), progress=False,
     )  # fmt: skip
-    report = {row["layer"]: row["sparsity"] for row in compress.sparsity_report(pruned)}
+    report = {row["layer"]: row["sparsity"] for row in techniques.sparsity_report(pruned)}
     assert report["conv1"] < 0.1 and report["conv2"] == pytest.approx(0.5, abs=0.02)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
@@ -160,11 +164,11 @@ def test_pruning_skips_unsupported_layers_and_keeps_dense_ones(with_rescaling):
 @pytest.mark.parametrize("preserve", [None, "sparsity", "clusters"])
 def test_quantization_aware_training_leaves_unknown_layers_float(with_rescaling, preserve):
     model, x, y = with_rescaling
-    qat = compress.quantization_aware(
+    qat = techniques.quantization_aware(
         model, x, y, steps=2, batch_size=16, input_scale=None, preserve=preserve, progress=False
     )
-    blob = compress.to_tflite(qat, "int8", x_calibration=x, input_scale=None)
-    probs = edge.EdgeModel(blob).predict(x.astype(np.float32))
+    blob = convert.to_tflite(qat, "int8", x_calibration=x, input_scale=None)
+    probs = runtime.EdgeModel(blob).predict(x.astype(np.float32))
     assert probs.shape == (64, 3)
 
 
@@ -173,8 +177,8 @@ def test_a_technique_that_cannot_apply_says_why():
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Softmax()])
     x, y = np.zeros((8, 4), np.float32), np.zeros(8, int)
-    with pytest.raises(compress.TechniqueError, match="pruning: no layer"):
-        compress.prune(model, x, y, sparsity=0.5, steps=1, batch_size=4, input_scale=None)
+    with pytest.raises(finetune.TechniqueError, match="pruning: no layer"):
+        techniques.prune(model, x, y, sparsity=0.5, steps=1, batch_size=4, input_scale=None)
 
 
 def test_keras3_and_saved_model_sources_convert(tmp_path):
@@ -190,11 +194,13 @@ def test_keras3_and_saved_model_sources_convert(tmp_path):
         ]
     )
     x = np.random.default_rng(0).uniform(0, 1, (8, 6, 6, 1)).astype(np.float32)
-    blob = compress.to_tflite(k3, "float32", input_scale=None)
-    np.testing.assert_allclose(edge.EdgeModel(blob).predict(x), k3.predict(x, verbose=0), atol=1e-5)
+    blob = convert.to_tflite(k3, "float32", input_scale=None)
+    np.testing.assert_allclose(
+        runtime.EdgeModel(blob).predict(x), k3.predict(x, verbose=0), atol=1e-5
+    )
     k3.export(str(tmp_path / "sm"), verbose=False)
-    blob = compress.to_tflite(tmp_path / "sm", "int8", x_calibration=x, input_scale=None)
-    assert edge.EdgeModel(blob).input_dtype == np.int8
+    blob = convert.to_tflite(tmp_path / "sm", "int8", x_calibration=x, input_scale=None)
+    assert runtime.EdgeModel(blob).input_dtype == np.int8
 
 
 def test_qat_ranges_start_from_the_data_and_nothing_else_moves():
@@ -215,7 +221,7 @@ def test_qat_ranges_start_from_the_data_and_nothing_else_moves():
     moving = [w for w in qat.weights if "moving" in w.name]
     stats = [w.numpy().copy() for w in moving]
 
-    shown = compress.calibrate_ranges(qat, x, input_scale=1 / 255, batches=4, batch_size=16)
+    shown = techniques.calibrate_ranges(qat, x, input_scale=1 / 255, batches=4, batch_size=16)
 
     assert shown["mean_abs_bound_after"] < shown["mean_abs_bound_before"]
     for w, before in zip(moving, stats, strict=True):  # batch-norm statistics are put back
@@ -248,7 +254,7 @@ def test_batch_norms_fold_into_their_layer_and_qat_files_keep_no_extra_ops():
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x / 255.0, np.zeros(64), epochs=3, verbose=0)  # batch-norm statistics move
 
-    folded, names = compress.fold_batch_norms(model)
+    folded, names = slim.fold_batch_norms(model)
 
     assert names == ["bn1", "bn3"]
     assert [layer.name for layer in folded.layers if "bn" in layer.name] == ["bn2"]
@@ -256,12 +262,12 @@ def test_batch_norms_fold_into_their_layer_and_qat_files_keep_no_extra_ops():
     assert {layer.name for layer in model.layers} >= {"bn1", "bn3"}  # the source is untouched
 
     def muls(source):
-        blob = compress.to_tflite(source, "int8", input_scale=1 / 255, x_calibration=x)
+        blob = convert.to_tflite(source, "int8", input_scale=1 / 255, x_calibration=x)
         ops = Counter(op["op_name"] for op in Interpreter(model_content=blob)._get_ops_details())
         return ops["MUL"]
 
     # post-training, the converter folds bn1 and bn3 itself; bn2 stays a multiply and an add
     assert muls(model) == 1
     kw = dict(steps=2, batch_size=16, input_scale=1 / 255, progress=False)
-    assert muls(compress.quantization_aware(model, x, np.zeros(64), **kw)) == 1
-    assert muls(compress.quantization_aware(model, x, np.zeros(64), fold_bn=False, **kw)) > 1
+    assert muls(techniques.quantization_aware(model, x, np.zeros(64), **kw)) == 1
+    assert muls(techniques.quantization_aware(model, x, np.zeros(64), fold_bn=False, **kw)) > 1

@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import contract, data
+from workbench.data import datasets
+from workbench.models import contract, loading
 
 
-def _dataset(shape=(8, 8, 1), classes=3, n=24, dtype=np.uint8) -> data.ImageDataset:
+def _dataset(shape=(8, 8, 1), classes=3, n=24, dtype=np.uint8) -> datasets.ImageDataset:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, *shape)).astype(dtype)
     y = np.arange(n) % classes
     names = tuple(str(i) for i in range(classes))
-    return data.ImageDataset(x, y, x[:12], y[:12], source="test.npz (npz)", classes=names)
+    return datasets.ImageDataset(x, y, x[:12], y[:12], source="test.npz (npz)", classes=names)
 
 
 def _keras3_model(path, *, shape=(8, 8, 1), outputs=3, activation="softmax"):
@@ -56,13 +57,13 @@ def test_keras3_file_opens_and_is_bridged(tmp_path):
 
 
 def test_tf_keras_file_and_saved_model_folder_open(tmp_path):
-    c = contract.load_classifier(_tf_keras_model(tmp_path / "tk.keras"))
+    c = loading.load_classifier(_tf_keras_model(tmp_path / "tk.keras"))
     assert c.saved_by.startswith("tf-keras") and c.keras_model is not None
     import keras
 
     k3 = keras.models.load_model(_keras3_model(tmp_path / "k3.keras"))
     k3.export(str(tmp_path / "exported"), verbose=False)
-    sm = contract.load_classifier(tmp_path / "exported")
+    sm = loading.load_classifier(tmp_path / "exported")
     assert sm.keras_model is None and "plain SavedModel" in sm.keras_note
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype(np.float32)
     np.testing.assert_allclose(sm.predict(x), np.asarray(k3.predict(x, verbose=0)), atol=1e-5)
@@ -70,7 +71,7 @@ def test_tf_keras_file_and_saved_model_folder_open(tmp_path):
 
 def test_shape_mismatch_names_both_sides(tmp_path):
     model = _keras3_model(tmp_path / "k3.keras")
-    with pytest.raises(contract.ContractError) as err:
+    with pytest.raises(loading.ContractError) as err:
         contract.open_pair(model, _dataset(shape=(32, 32, 3)))
     text = str(err.value)
     assert "(8, 8, 1)" in text and "(32, 32, 3)" in text and "k3.keras" in text
@@ -78,13 +79,13 @@ def test_shape_mismatch_names_both_sides(tmp_path):
 
 def test_class_count_mismatch_names_both_sides(tmp_path):
     model = _keras3_model(tmp_path / "k3.keras", outputs=10)
-    with pytest.raises(contract.ContractError, match="10 outputs.*12 classes"):
+    with pytest.raises(loading.ContractError, match="10 outputs.*12 classes"):
         contract.open_pair(model, _dataset(classes=12))
 
 
 def test_logits_are_caught_and_can_be_declared(tmp_path):
     model = _keras3_model(tmp_path / "logits.keras", activation=None)
-    with pytest.raises(contract.ContractError, match="--logits"):
+    with pytest.raises(loading.ContractError, match="--logits"):
         contract.open_pair(model, _dataset())
     c = contract.open_pair(model, _dataset(), logits=True)
     probs = c.predict(_dataset().x_test.astype(np.float32))
@@ -98,19 +99,19 @@ def test_logits_are_caught_and_can_be_declared(tmp_path):
 def test_corrupt_model_file_is_a_clear_error(tmp_path, content, fragment):
     path = tmp_path / "broken.keras"
     path.write_bytes(content)
-    with pytest.raises(contract.ContractError, match=fragment):
-        contract.load_classifier(path)
+    with pytest.raises(loading.ContractError, match=fragment):
+        loading.load_classifier(path)
 
 
 def test_missing_or_unknown_model_files(tmp_path):
-    with pytest.raises(contract.ContractError, match="No model at"):
-        contract.load_classifier(tmp_path / "nope.keras")
+    with pytest.raises(loading.ContractError, match="No model at"):
+        loading.load_classifier(tmp_path / "nope.keras")
     (tmp_path / "model.onnx").write_bytes(b"x")
-    with pytest.raises(contract.ContractError, match="don't know how to open"):
-        contract.load_classifier(tmp_path / "model.onnx")
+    with pytest.raises(loading.ContractError, match="don't know how to open"):
+        loading.load_classifier(tmp_path / "model.onnx")
     (tmp_path / "folder").mkdir()
-    with pytest.raises(contract.ContractError, match="saved_model.pb"):
-        contract.load_classifier(tmp_path / "folder")
+    with pytest.raises(loading.ContractError, match="saved_model.pb"):
+        loading.load_classifier(tmp_path / "folder")
 
 
 def test_unbridgeable_keras3_model_keeps_working_without_tf_keras(tmp_path):
@@ -127,7 +128,7 @@ def test_unbridgeable_keras3_model_keeps_working_without_tf_keras(tmp_path):
 
 def test_class_names_must_match_the_outputs(tmp_path):
     dataset = _dataset()
-    named = data.ImageDataset(
+    named = datasets.ImageDataset(
         dataset.x_train,
         dataset.y_train,
         dataset.x_test,
@@ -136,11 +137,11 @@ def test_class_names_must_match_the_outputs(tmp_path):
         classes=("cat", "dog", "cow"),
     )
     model = _keras3_model(tmp_path / "k3.keras", outputs=4)
-    with pytest.raises(contract.ContractError, match="names 3 classes.*4 outputs"):
+    with pytest.raises(loading.ContractError, match="names 3 classes.*4 outputs"):
         contract.open_pair(model, named)
     contract.open_pair(model, dataset)  # numbered labels 0..2 fit 4 outputs
 
 
 def test_input_scale_must_be_positive(tmp_path):
-    with pytest.raises(contract.ContractError, match="input_scale"):
+    with pytest.raises(loading.ContractError, match="input_scale"):
         contract.open_pair(_keras3_model(tmp_path / "k3.keras"), _dataset(), input_scale=-1.0)

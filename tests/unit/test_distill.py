@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import distill, train
+from workbench.data import pipeline
+from workbench.edge import distill
 
 CLASSES = 4
 
@@ -69,7 +70,7 @@ def test_alpha_one_is_plain_labels_only_training_step_for_step(data):
         optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps)),
         loss="sparse_categorical_crossentropy",
     )
-    ds = train.make_dataset(x, y, batch_size=16, training=True, augment=True, seed=seed)
+    ds = pipeline.make_dataset(x, y, batch_size=16, training=True, augment=True, seed=seed)
     plain.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0)
 
     assert seconds > 0

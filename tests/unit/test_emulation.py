@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from workbench import emulation, linkbench, network
+from workbench.network import emulation, latency, linkbench, validation
 
 
 def test_run_names_are_unique_short_and_name_their_owner():
@@ -48,20 +48,20 @@ def test_default_burst_holds_two_frames_or_a_millisecond():
 
 
 def test_wire_bytes_counts_headers_per_segment_of_each_write():
-    assert network.wire_bytes(1000) == 1066
-    assert network.wire_bytes(113, 1000) == 1245  # header block and body written apart
-    assert network.wire_bytes(1_000_000) == 1_000_000 + 691 * 66  # 691 segments of 1448
-    assert network.wire_bytes() == 0
+    assert latency.wire_bytes(1000) == 1066
+    assert latency.wire_bytes(113, 1000) == 1245  # header block and body written apart
+    assert latency.wire_bytes(1_000_000) == 1_000_000 + 691 * 66  # 691 segments of 1448
+    assert latency.wire_bytes() == 0
 
 
 def test_slow_start_stalls_by_hand():
     # 100 segments, 1 ms each on the wire, 50 ms RTT, initial window 10:
     # windows of 10, 20, 40 stall 41, 31 and 11 ms; the window of 80 holds the rest.
-    mbps = network.TCP_MSS * 8 / 1e3  # one segment per millisecond
-    stall = network.tcp_slow_start_ms(100 * network.TCP_MSS, 50.0, mbps)
+    mbps = latency.TCP_MSS * 8 / 1e3  # one segment per millisecond
+    stall = latency.tcp_slow_start_ms(100 * latency.TCP_MSS, 50.0, mbps)
     assert stall == pytest.approx(41 + 31 + 11)
-    assert network.tcp_slow_start_ms(5 * network.TCP_MSS, 50.0, mbps) == 0  # one window
-    assert network.tcp_slow_start_ms(1e6, 0.05, 50) == 0  # the window covers a short RTT
+    assert latency.tcp_slow_start_ms(5 * latency.TCP_MSS, 50.0, mbps) == 0  # one window
+    assert latency.tcp_slow_start_ms(1e6, 0.05, 50) == 0  # the window covers a short RTT
 
 
 def _row(**kw):
@@ -80,22 +80,22 @@ def _row(**kw):
 
 
 def test_bandwidth_check_adds_frames_and_handshake():
-    kept = network.bandwidth_check(_row())
+    kept = validation.bandwidth_check(_row())
     # 0.5 ms base + (1245 up + 174 down bytes) * 8 / 1 Mbit/s
     assert kept["model_ms"] == pytest.approx(0.5 + (1245 + 174) * 8 / 1e3)
     assert kept["payload_model_ms"] == pytest.approx(0.5 + (1113 + 42) * 8 / 1e3)
     assert kept["verdict"] == "within"
-    new = network.bandwidth_check(_row(connection="new"))
-    extra = (network.SYN_FRAME + network.FRAME_OVERHEAD + network.SYN_FRAME) * 8 / 1e3
+    new = validation.bandwidth_check(_row(connection="new"))
+    extra = (latency.SYN_FRAME + latency.FRAME_OVERHEAD + latency.SYN_FRAME) * 8 / 1e3
     assert new["model_ms"] == pytest.approx(kept["model_ms"] + extra)
     assert new["request_writes"] == [113, 1000]  # the measurements follow
 
 
 def test_verdicts():
-    assert network.bandwidth_verdict(10.0, 11.0, 0.5) == "within"
-    assert network.bandwidth_verdict(0.6, 1.0, 0.5) == "overlap"  # 40% faster, < base
-    assert network.bandwidth_verdict(0.4, 1.0, 0.5) == "outside"  # faster by more than base
-    assert network.bandwidth_verdict(1.2, 1.0, 0.5) == "outside"  # slower than the model
+    assert validation.bandwidth_verdict(10.0, 11.0, 0.5) == "within"
+    assert validation.bandwidth_verdict(0.6, 1.0, 0.5) == "overlap"  # 40% faster, < base
+    assert validation.bandwidth_verdict(0.4, 1.0, 0.5) == "outside"  # faster by more than base
+    assert validation.bandwidth_verdict(1.2, 1.0, 0.5) == "outside"  # slower than the model
 
 
 def test_short_cells_get_more_repeats():

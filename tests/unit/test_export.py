@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workbench import atomic, export
+from workbench.cloud import export
+from workbench.core import atomic
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_stale_leftovers_do_not_block_an_export(gray_model, tmp_path):
 
 def test_export_to_an_object_store_url_uploads_the_version(gray_model):
     fsspec = pytest.importorskip("fsspec")
-    pytest.importorskip("workbench.serving.storage")
+    pytest.importorskip("workbench.cloud.serving.storage")
 
     url = export.export_saved_model(gray_model, base="memory://models/", name="m", version=2)
     assert url == "memory://models/m/2"

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from workbench import memory
+from workbench.core import memory
 
 MiB = 2**20
 
@@ -47,7 +47,7 @@ def test_sampler_ignores_children_that_ran_before_it():
 CAPPED = textwrap.dedent(
     """
     import subprocess, sys
-    from workbench import memory
+    from workbench.core import memory
     with memory.MemoryLimit({cap} * 2**20, drop_page_cache=False) as limit:
         child = subprocess.run([sys.executable, "-c",
             "b = bytearray({alloc} * 2**20); b[::4096] = b'x' * len(b[::4096])"])

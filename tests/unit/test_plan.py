@@ -8,10 +8,24 @@ import json
 
 import numpy as np
 import pytest
+from notebook_runs import recorded_run
 
-from workbench import cli, plan, report, runner
+from workbench import cli
+from workbench.core import machine
+from workbench.report import page
+from workbench.run import notebooks, params, probe, workload
+from workbench.run.estimates import (
+    Estimate,
+    Plan,
+    Term,
+    estimate_from_probe,
+    make_plan,
+    read_runs,
+    scale_recorded,
+)
+from workbench.run.progress import Progress
 
-STUB = plan.Rates(
+STUB = probe.Rates(
     train_ips={"improved_cnn": 400.0, "seed_cnn": 1500.0, "student_cnn": 2000.0},
     first_step_s={"improved_cnn": 3.0, "seed_cnn": 1.5, "student_cnn": 1.5},
     predict_ips=2000.0,
@@ -21,14 +35,14 @@ STUB = plan.Rates(
     import_s=6.0,
     probe_s=12.0,
 )
-SUBSET = plan.Environment(n_train=5438, n_test=1017)
+SUBSET = workload.Environment(n_train=5438, n_test=1017)
 
 
-def stub_probe() -> plan.Rates:
+def stub_probe() -> probe.Rates:
     return STUB
 
 
-def no_probe() -> plan.Rates:
+def no_probe() -> probe.Rates:
     raise AssertionError("the probe must not run here")
 
 
@@ -54,21 +68,21 @@ def subset_counts(tmp_path, monkeypatch):
     return path
 
 
-def terms(name: str, overrides: dict | None = None, env=SUBSET) -> dict[str, plan.Term]:
-    model = plan.MODELS[name]
-    values = plan.notebook_values(name, "full") | (overrides or {})
+def terms(name: str, overrides: dict | None = None, env=SUBSET) -> dict[str, Term]:
+    model = workload.MODELS[name]
+    values = params.notebook_values(name, "full") | (overrides or {})
     work = model.terms({p: values[p] for p in model.uses}, env)
-    return {t.label: t for t in plan.estimate_from_probe(name, work, STUB)}
+    return {t.label: t for t in estimate_from_probe(name, work, STUB)}
 
 
 def test_every_parameter_a_work_model_reads_exists_in_its_notebook():
-    assert set(plan.MODELS) == set(runner.notebook_names())
-    for name, model in plan.MODELS.items():
-        declared = runner.notebook_parameters(name)
+    assert set(workload.MODELS) == set(params.notebook_names())
+    for name, model in workload.MODELS.items():
+        declared = params.notebook_parameters(name)
         missing = [p for p in model.uses if p not in declared]
-        assert not missing, f"{name} lacks {missing}: update workbench.plan.MODELS"
+        assert not missing, f"{name} lacks {missing}: update workbench.run.workload.MODELS"
         for profile in ("full", "smoke"):  # each model prices its notebook's real values
-            values = plan.notebook_values(name, profile)
+            values = params.notebook_values(name, profile)
             work = model.terms({p: values[p] for p in model.uses}, SUBSET)
             assert work and all(w.quantity >= 0 for w in work)
 
@@ -83,7 +97,7 @@ def test_the_training_term_scales_with_the_images_asked_for():
     assert double["seed CNN training"] == base["seed CNN training"]
     # the same work on the full dataset: a tenth of the epochs, about the same images
     full = terms(
-        "02-cloud-cifar10-cnn", {"improved_images": 147_000}, plan.Environment(50_000, 10_000)
+        "02-cloud-cifar10-cnn", {"improved_images": 147_000}, workload.Environment(50_000, 10_000)
     )
     assert full[label].quantity == 3 * 45_000
     assert full[label].seconds == pytest.approx(base[label].seconds, rel=0.1)
@@ -94,7 +108,7 @@ def test_training_a_checkpoint_already_holds_is_not_counted(subset_counts):
     budget = {"improved_images": 147_000}  # 30 epochs of them
 
     def improved(*checkpoints) -> float:
-        env = plan.Environment(5438, 1017, checkpoints=checkpoints)
+        env = workload.Environment(5438, 1017, checkpoints=checkpoints)
         return terms("02-cloud-cifar10-cnn", budget, env)["improved CNN training"].quantity
 
     assert improved(("improved_cnn", 30, 30 * per_epoch)) == 0
@@ -102,9 +116,9 @@ def test_training_a_checkpoint_already_holds_is_not_counted(subset_counts):
     assert improved(("improved_cnn", 3, 3 * 45_000)) == 30 * per_epoch  # another dataset
     assert improved(("seed_cnn", 30, 30 * per_epoch)) == 30 * per_epoch
     # what the plan finds on disk: train.fit's state file
-    from workbench.train import epochs_for
+    from workbench.cloud.train import epochs_for
 
-    values = plan.notebook_values("02-cloud-cifar10-cnn", "full")
+    values = params.notebook_values("02-cloud-cifar10-cnn", "full")
     planned = epochs_for(values["improved_images"], per_epoch)
     state = subset_counts.parent / "artifacts" / "cloud" / "checkpoints" / "improved_cnn-abc"
     state.mkdir(parents=True)
@@ -113,15 +127,15 @@ def test_training_a_checkpoint_already_holds_is_not_counted(subset_counts):
             {"architecture": "improved_cnn", "epoch": planned, "images_seen": planned * per_epoch}
         )
     )
-    assert plan.find_checkpoints() == (("improved_cnn", planned, planned * per_epoch),)
-    found = plan.make_plan(
+    assert workload.find_checkpoints() == (("improved_cnn", planned, planned * per_epoch),)
+    found = make_plan(
         ["02-cloud-cifar10-cnn"], "full", probe_fn=stub_probe, runs={}, environment=no_links
     )
     assert f"improved_cnn {planned} of {planned} epochs" in found.describe()
     assert found.estimates["02-cloud-cifar10-cnn"].work["improved CNN training"] == 0
     assert "batch" not in found.describe()  # the notebook's batch sizes are the probe's
-    wide = plan.MODELS["02-cloud-cifar10-cnn"].explain(
-        values | {"improved_batch_size": 128}, plan.Environment(5438, 1017)
+    wide = workload.MODELS["02-cloud-cifar10-cnn"].explain(
+        values | {"improved_batch_size": 128}, workload.Environment(5438, 1017)
     )
     assert wide == [
         "the probe trained improved_cnn at batch 64, this run uses 128: its rate differs"
@@ -162,10 +176,10 @@ def test_scoring_through_the_server_is_priced_per_test_image():
 
 
 def test_smoke_is_shorter_than_full_for_every_notebook(subset_counts):
-    names = runner.notebook_names()
+    names = params.notebook_names()
     kw = dict(probe_fn=stub_probe, runs={}, environment=no_links)
-    smoke = plan.make_plan(names, "smoke", **kw)
-    full = plan.make_plan(names, "full", **kw)
+    smoke = make_plan(names, "smoke", **kw)
+    full = make_plan(names, "full", **kw)
     assert [d.n_train for d in full.data] == [5438] and full.data[0].n_test == 1017
     for name in names:
         assert smoke.estimates[name].basis == "probe"
@@ -179,41 +193,41 @@ def test_smoke_is_shorter_than_full_for_every_notebook(subset_counts):
 
 def test_without_the_probe_there_is_no_estimate_and_it_says_so(subset_counts):
     names = ["01-edge-iris-knn"]
-    quiet = plan.make_plan(names, "smoke", measure=False, probe_fn=no_probe, runs={})
+    quiet = make_plan(names, "smoke", measure=False, probe_fn=no_probe, runs={})
     assert quiet.estimates[names[0]].seconds is None
     assert "--no-estimate" in quiet.probe_note and "--no-estimate" in quiet.describe()
 
-    def broken() -> plan.Rates:
-        raise plan.ProbeError("the throughput probe failed (exit 1: boom)")
+    def broken() -> probe.Rates:
+        raise probe.ProbeError("the throughput probe failed (exit 1: boom)")
 
-    failed = plan.make_plan(names, "smoke", probe_fn=broken, runs={})
+    failed = make_plan(names, "smoke", probe_fn=broken, runs={})
     assert failed.estimates[names[0]].seconds is None
     assert "boom" in failed.describe()
 
 
 def test_a_recorded_run_is_scaled_by_the_work_ratio(subset_counts):
     name = "02-cloud-cifar10-cnn"
-    first = plan.make_plan([name], "full", probe_fn=stub_probe, runs={})
+    first = make_plan([name], "full", probe_fn=stub_probe, runs={})
     estimate = first.estimates[name]
     recorded = {"profile": "full", "seconds": 1000.0, **estimate.record()}
-    assert recorded["machine"] == plan.machine_id()
-    again = plan.make_plan([name], "full", probe_fn=no_probe, runs={name: recorded})
+    assert recorded["machine"] == machine.machine_id()
+    again = make_plan([name], "full", probe_fn=no_probe, runs={name: recorded})
     assert again.estimates[name].seconds == pytest.approx(1000.0)
     assert again.estimates[name].basis.startswith("recorded run (full profile, 16:40) x work")
     assert "not needed" in again.probe_note
 
     work = dict(recorded["work"])
     work["improved CNN training"] *= 2
-    seconds, ratio, scaled = plan.scale_recorded(recorded, work)
+    seconds, ratio, scaled = scale_recorded(recorded, work)
     train = recorded["estimate_terms"]["improved CNN training"]
     assert ratio == pytest.approx(1 + train / sum(recorded["estimate_terms"].values()))
     assert seconds == pytest.approx(1000.0 * ratio)
     assert scaled["improved CNN training"] == pytest.approx(2 * train)
     # too far from the recorded work, another machine, or another work model: not used
     work["improved CNN training"] *= 50
-    assert plan.scale_recorded(recorded, work) is None
-    assert plan.scale_recorded(recorded | {"work": {"epochs": 3}}, work) is None
-    other = plan.make_plan(
+    assert scale_recorded(recorded, work) is None
+    assert scale_recorded(recorded | {"work": {"epochs": 3}}, work) is None
+    other = make_plan(
         [name], "full", probe_fn=stub_probe, runs={name: recorded | {"machine": "elsewhere"}}
     )
     assert other.estimates[name].basis == "probe"
@@ -221,35 +235,35 @@ def test_a_recorded_run_is_scaled_by_the_work_ratio(subset_counts):
 
 def test_runs_json_gains_the_estimate_next_to_the_seconds(subset_counts, tmp_path):
     name = "02-cloud-cifar10-cnn"
-    estimate = plan.make_plan([name], "smoke", probe_fn=stub_probe, runs={}).estimates[name]
+    estimate = make_plan([name], "smoke", probe_fn=stub_probe, runs={}).estimates[name]
     output = tmp_path / "reports" / "executed" / f"{name}.ipynb"
-    execution = runner.Execution(name, output, 95.0, 2**30, 2**29)
-    runner._record_run(execution, "smoke", estimate.record())
+    execution = notebooks.Execution(name, output, 95.0, 2**30, 2**29)
+    notebooks.record_run(execution, "smoke", estimate.record())
     runs = json.loads((tmp_path / "reports" / "results" / "runs.json").read_text())
     entry = runs[name]
     assert entry["seconds"] == 95.0 and entry["estimate_s"] == round(estimate.seconds, 1)
     assert entry["estimate_basis"] == "probe"
     assert entry["work"]["improved CNN training"] == 6480
     assert set(entry["estimate_terms"]) == set(entry["work"])
-    assert runner.recorded_run(name) == execution  # what the tests read back is unchanged
-    assert plan.read_runs() == runs
+    assert recorded_run(name) == execution  # what the tests read back is unchanged
+    assert read_runs() == runs
 
 
-def clocked(plan_: plan.Plan, *, interactive: bool):
+def clocked(plan_: Plan, *, interactive: bool):
     now = [0.0]
     out = io.StringIO()
-    progress = plan.Progress(
+    progress = Progress(
         plan_, stream=out, interactive=interactive, clock_fn=lambda: now[0], thread=False
     )
     return progress, out, now
 
 
-def two_notebooks() -> plan.Plan:
+def two_notebooks() -> Plan:
     estimates = {
-        "01-a": plan.Estimate("01-a", 100.0, "probe"),
-        "02-b": plan.Estimate("02-b", 300.0, "probe"),
+        "01-a": Estimate("01-a", 100.0, "probe"),
+        "02-b": Estimate("02-b", 300.0, "probe"),
     }
-    return plan.Plan("full", [], estimates, STUB, "stub")
+    return Plan("full", [], estimates, STUB, "stub")
 
 
 def test_progress_into_a_log_writes_a_line_every_30_s():
@@ -279,8 +293,8 @@ def test_progress_into_a_log_writes_a_line_every_30_s():
 
 
 def test_a_notebook_running_over_raises_the_later_estimates():
-    estimates = {n: plan.Estimate(n, 100.0, "probe") for n in ("01-a", "02-b", "03-c")}
-    progress, out, now = clocked(plan.Plan("full", [], estimates, STUB, "stub"), interactive=False)
+    estimates = {n: Estimate(n, 100.0, "probe") for n in ("01-a", "02-b", "03-c")}
+    progress, out, now = clocked(Plan("full", [], estimates, STUB, "stub"), interactive=False)
     progress.start("01-a")
     now[0] = 40.0
     assert progress.remaining() == pytest.approx(60 + 200)
@@ -307,18 +321,18 @@ def test_progress_on_a_terminal_redraws_one_line():
 
 def test_run_all_prints_the_plan_and_records_the_estimate(subset_counts, tmp_path, monkeypatch):
     names = ["01-edge-iris-knn", "02-cloud-cifar10-cnn"]
-    monkeypatch.setattr(plan, "probe", stub_probe)
-    monkeypatch.setattr(runner, "notebook_names", lambda: names)
+    monkeypatch.setattr(probe, "probe", stub_probe)
+    monkeypatch.setattr(params, "notebook_names", lambda: names)
 
     def execute(name, *, profile, memory_limit, progress, record):
-        execution = runner.Execution(name, tmp_path / f"{name}.ipynb", 10.0, 0, 0)
-        runner._record_run(execution, profile, record)
+        execution = notebooks.Execution(name, tmp_path / f"{name}.ipynb", 10.0, 0, 0)
+        notebooks.record_run(execution, profile, record)
         return execution
 
-    monkeypatch.setattr(runner, "execute", execute)
-    monkeypatch.setattr(runner, "to_html", lambda output: output)
-    monkeypatch.setattr(report, "build_index", lambda: tmp_path / "index.html")
-    monkeypatch.setattr(report, "summary_rows", lambda: [])
+    monkeypatch.setattr(notebooks, "execute", execute)
+    monkeypatch.setattr(notebooks, "to_html", lambda output: output)
+    monkeypatch.setattr(page, "build_index", lambda: tmp_path / "index.html")
+    monkeypatch.setattr(page, "summary_rows", lambda: [])
     out = io.StringIO()
     monkeypatch.setattr("sys.stdout", out)
     assert cli.main(["run", "--profile", "smoke"]) == 0
@@ -326,15 +340,15 @@ def test_run_all_prints_the_plan_and_records_the_estimate(subset_counts, tmp_pat
     assert text.index("plan (smoke profile)") < text.index("==> 01-edge-iris-knn")
     assert "5,438 training and 1,017 test images" in text
     assert "later estimates x" in text
-    runs = plan.read_runs()
+    runs = read_runs()
     assert all(runs[n]["estimate_basis"] == "probe" and runs[n]["estimate_s"] > 0 for n in names)
 
     monkeypatch.setenv("WORKBENCH_REPORTS", str(tmp_path / "elsewhere"))  # no recorded runs
-    monkeypatch.setattr(plan, "probe", no_probe)
+    monkeypatch.setattr(probe, "probe", no_probe)
     out.truncate(0)
     assert cli.main(["run", "--profile", "smoke", "--no-estimate"]) == 0
     assert "throughput: not measured (--no-estimate)" in out.getvalue()
-    assert plan.read_runs()[names[0]]["estimate_basis"].startswith("no estimate")
+    assert read_runs()[names[0]]["estimate_basis"].startswith("no estimate")
 
 
 def test_the_probe_process_answer_is_read_or_refused(monkeypatch):
@@ -344,18 +358,18 @@ def test_the_probe_process_answer_is_read_or_refused(monkeypatch):
     answers = []
 
     def run(cmd, **kw):
-        assert cmd[1:] == ["-m", "workbench.plan"]
+        assert cmd[1:] == ["-m", "workbench.run.probe"]
         return answers.pop(0)
 
     monkeypatch.setattr(subprocess, "run", run)
     values = {k: v for k, v in asdict(STUB).items() if k != "probe_s"}
     answers.append(subprocess.CompletedProcess([], 0, "TF noise\n" + json.dumps(values), ""))
-    rates = plan.probe()
+    rates = probe.probe()
     assert rates.train_ips == STUB.train_ips and rates.probe_s >= 0
     assert rates.slowdown == pytest.approx(0.625)  # the middle of 0.64, 0.625, 0.235
     answers.append(subprocess.CompletedProcess([], 1, "", "Traceback...\nImportError: no tf\n"))
-    with pytest.raises(plan.ProbeError, match=r"exit 1: ImportError: no tf"):
-        plan.probe()
+    with pytest.raises(probe.ProbeError, match=r"exit 1: ImportError: no tf"):
+        probe.probe()
     answers.append(subprocess.CompletedProcess([], 0, '{"train_ips": {}}', ""))
-    with pytest.raises(plan.ProbeError, match="answered"):
-        plan.probe()
+    with pytest.raises(probe.ProbeError, match="answered"):
+        probe.probe()

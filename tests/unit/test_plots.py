@@ -6,7 +6,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.neighbors import KNeighborsClassifier
 
-from workbench import plots
+from workbench.report import plots
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import bench, report
+from workbench.core import timing
+from workbench.report import recorder
+from workbench.report.page import (
+    Figure,
+    Section,
+    Table,
+    build_index,
+    format_value,
+    render_page,
+    short,
+    summary_rows,
+)
 
 
 class Tables(HTMLParser):
@@ -56,11 +67,11 @@ def reports(tmp_path, monkeypatch):
 
 
 def test_recorder_writes_plain_json(reports):
-    rec = report.Recorder("09-test")
+    rec = recorder.Recorder("09-test")
     rec.record("accuracy", np.float32(0.5))
     rec.record("nan", float("nan"))
     rec.record("table", pd.DataFrame({"a": [1, 2]}))
-    rec.record("latency", bench.summarize_ms([1.0, 2.0, 3.0]))
+    rec.record("latency", timing.summarize_ms([1.0, 2.0, 3.0]))
     rec.record("links", {"lan": "edge", "3g": "edge"})
     rec.record("summary_keys", ["accuracy", "links"])
     rec.record("report_tables", ["table"])
@@ -69,19 +80,19 @@ def test_recorder_writes_plain_json(reports):
     assert data["table"] == [{"a": 1}, {"a": 2}]
     assert data["latency"]["p50_ms"] == 2.0
     assert list(data) == sorted(data)  # names sorted for readable diffs
-    assert report.load_results("09-test")["links"] == {"lan": "edge", "3g": "edge"}
+    assert recorder.load_results("09-test")["links"] == {"lan": "edge", "3g": "edge"}
 
-    index = report.build_index().read_text()
+    index = build_index().read_text()
     assert "09-test" in index and "accuracy" in index and "lan edge, 3g edge" in index
     assert "<h3>table</h3>" in index
 
 
 def test_recorded_rows_keep_their_column_order(reports):
-    rec = report.Recorder("09-test")
+    rec = recorder.Recorder("09-test")
     rec.record("links", [{"link": "4G", "rtt_ms": 50, "faster": "edge"}])
     rec.record("report_tables", ["links"])
-    assert list(report.load_results("09-test")["links"][0]) == ["link", "rtt_ms", "faster"]
-    (table,) = Tables(report.build_index().read_text()).tables[-1:]
+    assert list(recorder.load_results("09-test")["links"][0]) == ["link", "rtt_ms", "faster"]
+    (table,) = Tables(build_index().read_text()).tables[-1:]
     assert [c[2] for c in table["head"][0]] == ["link", "rtt_ms", "faster"]
 
 
@@ -90,8 +101,8 @@ def test_a_wide_table_keeps_the_row_name_first_and_scrolls_in_its_box(tmp_path):
         {"variant": f"int8-{i}", **{f"metric_{j}_ms": 1234.5678 * i + j for j in range(30)}}
         for i in range(1, 6)
     ]
-    page = report.render_page(
-        tmp_path / "wide.html", title="Wide", sections=[report.Section("All", tables=[rows])]
+    page = render_page(
+        tmp_path / "wide.html", title="Wide", sections=[Section("All", tables=[rows])]
     ).read_text()
     (table,) = Tables(page).tables
     assert table["wrapper"] == "table-wrap"  # scrolls inside its own box
@@ -106,15 +117,15 @@ def test_a_wide_table_keeps_the_row_name_first_and_scrolls_in_its_box(tmp_path):
 
 def test_html_in_values_is_escaped(tmp_path):
     evil = "<script>alert('x')</script>"
-    page = report.render_page(
+    page = render_page(
         tmp_path / "p.html",
         title=f"Title {evil}",
         intro=[f"Intro {evil}"],
         sections=[
-            report.Section(
+            Section(
                 f"Section {evil}",
                 paragraphs=[f"Text {evil} & more"],
-                tables=[report.Table([{evil: evil, "n": 1}], title=evil, caption=evil)],
+                tables=[Table([{evil: evil, "n": 1}], title=evil, caption=evil)],
                 links=[(evil, "https://example.org/?a=1&b=2")],
             )
         ],
@@ -126,22 +137,22 @@ def test_html_in_values_is_escaped(tmp_path):
 
 
 def test_an_index_without_results_says_what_to_do(reports):
-    page = report.build_index().read_text()
+    page = build_index().read_text()
     assert "No recorded results yet" in page and "make run" in page
-    assert report.summary_rows() == []
+    assert summary_rows() == []
 
 
 def test_missing_tables_figures_and_unreadable_results_are_reported(reports):
-    rec = report.Recorder("09-test")
+    rec = recorder.Recorder("09-test")
     rec.record("report_tables", ["never_recorded"])
     rec.record("figures", ["09-not-saved"])
     (reports / "results" / "08-broken.json").write_text("{not json")
     fig, ax = plt.subplots()
     ax.plot([1, 2])
-    report.save_figure(fig, "09-saved")
+    recorder.save_figure(fig, "09-saved")
     plt.close(fig)
     rec.record("figures", ["09-not-saved", "09-saved"])
-    page = report.build_index().read_text()
+    page = build_index().read_text()
     assert "Table &#39;never_recorded&#39; was listed but not recorded" in page
     assert "Figure &#39;09-not-saved&#39; is missing" in page
     assert 'src="figures/09-not-saved.png"' not in page
@@ -154,7 +165,7 @@ def test_runs_table_lists_every_column_recorded(reports):
     runs["02-b"] = {**runs["01-a"], "memory_cap_mib": 2048.0, "cgroup_peak_mib": 1700.0}
     (reports / "results").mkdir()
     (reports / "results" / "runs.json").write_text(json.dumps(runs))
-    tables = Tables(report.build_index().read_text()).tables
+    tables = Tables(build_index().read_text()).tables
     head = [c[2] for c in tables[0]["head"][0]]
     assert head == [
         "notebook",
@@ -169,16 +180,16 @@ def test_runs_table_lists_every_column_recorded(reports):
 
 def test_dataframes_dicts_of_dicts_and_row_names(tmp_path):
     frame = pd.DataFrame({"acc": [0.9, 0.8]}, index=pd.Index(["float", "int8"], name="variant"))
-    page = report.render_page(
+    page = render_page(
         tmp_path / "p.html",
         title="t",
         sections=[
-            report.Section(
+            Section(
                 "s",
                 tables=[
                     frame,
                     {"lan": {"rtt_ms": 0.5}, "3g": {"rtt_ms": 300}},
-                    report.Table([{"ms": 1.0, "link": "4G"}], row_name="link"),
+                    Table([{"ms": 1.0, "link": "4G"}], row_name="link"),
                 ],
             )
         ],
@@ -188,9 +199,7 @@ def test_dataframes_dicts_of_dicts_and_row_names(tmp_path):
     assert [r[0][2] for r in second["rows"]] == ["lan", "3g"]
     assert [c[2] for c in third["head"][0]] == ["link", "ms"]
     with pytest.raises(TypeError, match="list of dicts"):
-        report.render_page(
-            tmp_path / "q.html", title="t", sections=[report.Section("s", tables=[[1, 2]])]
-        )
+        render_page(tmp_path / "q.html", title="t", sections=[Section("s", tables=[[1, 2]])])
 
 
 def test_figures_can_be_embedded_for_a_page_that_stands_alone(tmp_path):
@@ -198,15 +207,15 @@ def test_figures_can_be_embedded_for_a_page_that_stands_alone(tmp_path):
     ax.plot([1, 2])
     png = tmp_path / "plot.png"
     fig.savefig(png)
-    page = report.render_page(
+    page = render_page(
         tmp_path / "out" / "p.html",
         title="t",
         sections=[
-            report.Section(
+            Section(
                 "Plots",
                 figures=[
-                    report.Figure(fig, alt="live", caption="from memory"),
-                    report.Figure(png, alt="file", embed=True),
+                    Figure(fig, alt="live", caption="from memory"),
+                    Figure(png, alt="file", embed=True),
                 ],
             )
         ],
@@ -218,7 +227,7 @@ def test_figures_can_be_embedded_for_a_page_that_stands_alone(tmp_path):
 
 def test_format_value():
     cases = [1234567, 0.123456, 98765.4, -0.5, None, float("nan"), True, np.int64(3), "x"]
-    assert [report.format_value(v) for v in cases] == [
+    assert [format_value(v) for v in cases] == [
         "1,234,567",
         "0.1235",
         "98,765",
@@ -232,12 +241,12 @@ def test_format_value():
 
 
 def test_the_template_ships_with_the_package():
-    assert (resources.files("workbench") / "templates" / "page.html.j2").is_file()
+    assert (resources.files("workbench.report") / "templates" / "page.html.j2").is_file()
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert "templates/*.j2" in pyproject["tool"]["setuptools"]["package-data"]["workbench"]
+    assert "templates/*.j2" in pyproject["tool"]["setuptools"]["package-data"]["workbench.report"]
 
 
 def test_short_keeps_every_link():
     six = {f"link{i}": "edge" for i in range(6)}
-    assert report.short(six).count("edge") == 6
-    assert report.short({"p50_ms": 1.23456, "p95_ms": 2.0, "n": 3}) == "p50_ms 1.235, p95_ms 2"
+    assert short(six).count("edge") == 6
+    assert short({"p50_ms": 1.23456, "p95_ms": 2.0, "n": 3}) == "p50_ms 1.235, p95_ms 2"

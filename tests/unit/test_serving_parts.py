@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from workbench.serving import decode, storage
-from workbench.serving.batching import Batcher
-from workbench.serving.decode import Limits, TensorSpec, derive_limits
-from workbench.serving.errors import RequestError
-from workbench.serving.options import ServerOptions, add_arguments, from_args
-from workbench.serving.registry import Registry, VersionPolicy
+from workbench.cloud.serving import decode, storage
+from workbench.cloud.serving.batching import Batcher
+from workbench.cloud.serving.decode import Limits, TensorSpec, derive_limits
+from workbench.cloud.serving.errors import RequestError
+from workbench.cloud.serving.options import ServerOptions, add_arguments, from_args
+from workbench.cloud.serving.registry import Registry, VersionPolicy
 
 IMAGES = TensorSpec("images", "float32", (None, 32, 32, 3))
 PNGS = TensorSpec("image_bytes", "string", (None,))
@@ -438,12 +438,12 @@ class _Broken:
 def test_a_500_is_json_and_logged_with_its_traceback(caplog):
     from starlette.testclient import TestClient
 
-    from workbench.serving.rest import build_app
-    from workbench.serving.service import Service
+    from workbench.cloud.serving.rest import build_app
+    from workbench.cloud.serving.service import Service
 
     service = Service(ServerOptions(), registry=_Broken())
     with TestClient(build_app(service), raise_server_exceptions=False) as client:
-        with caplog.at_level(logging.ERROR, logger="workbench.serving"):
+        with caplog.at_level(logging.ERROR, logger="workbench.cloud.serving"):
             r = client.post("/v1/models/m:predict", content=b"{}")
         assert r.status_code == 500 and "simulated bug" in r.json()["error"]
         assert any(

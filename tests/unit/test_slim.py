@@ -7,7 +7,8 @@ import pytest
 import tf_keras as keras
 from tf_keras import layers
 
-from workbench import compress, models, slim
+from workbench.edge import channel_plan, finetune, slim
+from workbench.models import macs
 
 # ---------------------------------------------------------------- small test models
 
@@ -102,7 +103,7 @@ def flatten_dense():
 
 
 def _narrow(model, **kwargs):
-    p = slim.plan(model, **kwargs)
+    p = channel_plan.plan(model, **kwargs)
     return p, slim.narrow(model, p)
 
 
@@ -130,14 +131,14 @@ def test_narrow_model_matches_the_original_with_removed_channels_masked(build):
     out = model(x, training=False).numpy()
     assert slim.verify(model, rebuilt, p, x) < 1e-5 * max(1.0, float(np.abs(out).max()))
     # the original is untouched (its own layers and weights)
-    assert models.count_macs(model) > models.count_macs(rebuilt)
+    assert macs.count_macs(model) > macs.count_macs(rebuilt)
     np.testing.assert_array_equal(model(x, training=False), out)
 
 
 def test_the_surgery_check_catches_a_wrong_slice():
     model = chain()
-    p = slim.plan(model, fraction=0.5)
-    wrong = slim.plan(model, fraction=0.5)
+    p = channel_plan.plan(model, fraction=0.5)
+    wrong = channel_plan.plan(model, fraction=0.5)
     group = next(g for g in wrong.groups if "c2" in g.producers)
     group.keep[:] = np.setdiff1d(np.arange(group.size), group.keep)  # keep the other half
     bad = slim.narrow(model, wrong)  # the same shapes, the wrong channels
@@ -155,8 +156,8 @@ def test_chain_is_narrowed_with_hand_computed_macs():
     assert rebuilt.get_layer("bn2").gamma.shape == (8,)
     assert rebuilt.get_layer("out").kernel.shape == (8, 4)
     # c1: 8x8 x 9 x 3 x 4; c2: 4x4 x 9 x 4 x 8; out: 8 x 4
-    assert models.count_macs(rebuilt) == 64 * 9 * 3 * 4 + 16 * 9 * 4 * 8 + 8 * 4
-    assert models.count_macs(model) == 64 * 9 * 3 * 8 + 16 * 9 * 8 * 16 + 16 * 4
+    assert macs.count_macs(rebuilt) == 64 * 9 * 3 * 4 + 16 * 9 * 4 * 8 + 8 * 4
+    assert macs.count_macs(model) == 64 * 9 * 3 * 8 + 16 * 9 * 8 * 16 + 16 * 4
 
 
 def test_channels_ranked_by_batch_norm_gamma_keep_the_largest():
@@ -164,10 +165,10 @@ def test_channels_ranked_by_batch_norm_gamma_keep_the_largest():
     gamma = np.array([0.1, 2.0, 0.2, 3.0, 0.3, 4.0, 0.4, 5.0], np.float32)
     bn = model.get_layer("bn1")
     bn.set_weights([gamma, *bn.get_weights()[1:]])
-    p = slim.plan(model, fraction=0.5)
+    p = channel_plan.plan(model, fraction=0.5)
     group = next(g for g in p.groups if g.producers == ("c1",))
     np.testing.assert_array_equal(group.keep, [1, 3, 5, 7])
-    l1 = slim.plan(model, fraction=0.5, criterion="l1")
+    l1 = channel_plan.plan(model, fraction=0.5, criterion="l1")
     kernel = model.get_layer("c1").kernel.numpy()
     expected = np.sort(np.argsort(-np.abs(kernel).sum(axis=(0, 1, 2)))[:4])
     np.testing.assert_array_equal(next(g for g in l1.groups if "c1" in g.producers).keep, expected)
@@ -210,7 +211,7 @@ def test_plan_macs_predicts_the_narrow_models_macs(build):
     p, rebuilt = _narrow(
         model, fraction=0.5, fractions={"hidden": 0.5} if build is flatten_dense else {}
     )
-    assert slim.plan_macs(model, p) == models.count_macs(rebuilt) < models.count_macs(model)
+    assert channel_plan.plan_macs(model, p) == macs.count_macs(rebuilt) < macs.count_macs(model)
 
 
 def test_sensitivity_and_allocation_reach_the_mac_target():
@@ -220,24 +221,24 @@ def test_sensitivity_and_allocation_reach_the_mac_target():
     sens = slim.sensitivity(model, x, y, input_scale=None, levels=(0.25, 0.5), round_to=1)
     assert sens.base_accuracy == 1.0 and set(sens.groups) == {"c1", "c2"}
     assert all(0.0 <= a <= 1.0 for accs in sens.accuracy.values() for a in accs.values())
-    target = slim.plan_macs(model, slim.plan(model, fraction=0.5, round_to=1))
+    target = channel_plan.plan_macs(model, channel_plan.plan(model, fraction=0.5, round_to=1))
     fractions = slim.allocate(model, sens, target_macs=target, round_to=1)
-    chosen = slim.plan(model, fraction=0.0, fractions=fractions, round_to=1)
-    assert slim.plan_macs(model, chosen) <= target
+    chosen = channel_plan.plan(model, fraction=0.0, fractions=fractions, round_to=1)
+    assert channel_plan.plan_macs(model, chosen) <= target
     with pytest.raises(ValueError, match="cannot reach"):
         slim.allocate(model, sens, target_macs=10, round_to=1)
 
 
 def test_round_to_rounds_the_kept_channel_count():
     model = chain()
-    p = slim.plan(model, fraction=0.3, round_to=4)
+    p = channel_plan.plan(model, fraction=0.3, round_to=4)
     assert p.narrowed == {"c1": (8, 4), "c2": (16, 12)}
-    assert slim.plan(model, fraction=0.3).narrowed == {"c1": (8, 6), "c2": (16, 11)}
+    assert channel_plan.plan(model, fraction=0.3).narrowed == {"c1": (8, 6), "c2": (16, 11)}
 
 
 def test_keep_leaves_a_layer_and_its_coupled_partners_intact():
     model = residual()
-    p = slim.plan(model, fraction=0.5, keep=["branch"])
+    p = channel_plan.plan(model, fraction=0.5, keep=["branch"])
     assert "stem" not in p.narrowed and "branch" not in p.narrowed
     assert "in keep" in p.kept["branch"] and "branch" in p.kept["stem"]
     assert p.narrowed == {"widen": (16, 8)}
@@ -266,8 +267,8 @@ def test_nothing_to_prune_is_a_technique_error_with_the_reason():
     inputs = keras.Input((4, 4, 2))
     x = layers.Flatten()(inputs)
     model = keras.Model(inputs, layers.Dense(3, name="out")(x))
-    with pytest.raises(compress.TechniqueError, match="no layer.*out: the model's output"):
-        slim.plan(model, fraction=0.5)
+    with pytest.raises(finetune.TechniqueError, match="no layer.*out: the model's output"):
+        channel_plan.plan(model, fraction=0.5)
 
 
 def test_layers_slimming_cannot_narrow_pin_their_inputs():
@@ -276,8 +277,8 @@ def test_layers_slimming_cannot_narrow_pin_their_inputs():
     x = layers.Reshape((16, 4), name="reshape")(x)
     x = layers.GlobalAveragePooling1D()(x)
     model = keras.Model(inputs, layers.Dense(3, name="out")(x))
-    with pytest.raises(compress.TechniqueError, match="conv: it feeds reshape: Reshape"):
-        slim.plan(model, fraction=0.5)
+    with pytest.raises(finetune.TechniqueError, match="conv: it feeds reshape: Reshape"):
+        channel_plan.plan(model, fraction=0.5)
 
 
 def test_nested_models_and_lambdas_are_left_whole_and_the_rest_narrowed():
@@ -296,7 +297,7 @@ def test_nested_models_and_lambdas_are_left_whole_and_the_rest_narrowed():
     assert p.kept["c1"] == "it feeds inner: Functional cannot be narrowed by slimming"
     assert p.kept["c2"] == "it feeds lam: Lambda cannot be narrowed by slimming"
     assert slim.verify(model, rebuilt, p, _images(model)) < 1e-5
-    assert slim.plan_macs(model, p) == models.count_macs(rebuilt)
+    assert channel_plan.plan_macs(model, p) == macs.count_macs(rebuilt)
 
 
 def test_subclassed_model_and_bad_arguments_are_refused_clearly():
@@ -304,15 +305,15 @@ def test_subclassed_model_and_bad_arguments_are_refused_clearly():
         def call(self, x):
             return x
 
-    with pytest.raises(compress.TechniqueError, match="no layer graph"):
-        slim.plan(Custom(), fraction=0.5)
+    with pytest.raises(finetune.TechniqueError, match="no layer graph"):
+        channel_plan.plan(Custom(), fraction=0.5)
     model = chain()
     with pytest.raises(ValueError, match=r"in \[0, 1\)"):
-        slim.plan(model, fraction=1.0)
+        channel_plan.plan(model, fraction=1.0)
     with pytest.raises(ValueError, match="does not have.*nope"):
-        slim.plan(model, fraction=0.5, keep=["nope"])
+        channel_plan.plan(model, fraction=0.5, keep=["nope"])
     with pytest.raises(ValueError, match="not convolutions or dense.*bn1"):
-        slim.plan(model, fraction=0.5, fractions={"bn1": 0.5})
+        channel_plan.plan(model, fraction=0.5, fractions={"bn1": 0.5})
 
 
 # ---------------------------------------------------------------- fine-tuning
@@ -333,8 +334,8 @@ def test_prune_channels_without_steps_is_the_checked_surgery(tiny_data):
     assert result.narrowed == {"c2": (16, 8)}  # round_to=8: c1's 8 channels stay 8
     assert result.kept["out"] == "the model's output (never narrowed)"
     assert "round_to=8" in result.kept["c1"]
-    assert result.macs_before == models.count_macs(model)
-    assert result.macs_after == models.count_macs(result.model) < result.macs_before
+    assert result.macs_before == macs.count_macs(model)
+    assert result.macs_after == macs.count_macs(result.model) < result.macs_before
     assert result.params_after == result.model.count_params() < result.params_before
     assert result.steps == 0 and result.surgery_error < 1e-5
     assert result.model.optimizer is not None  # compiled, ready to evaluate or convert
@@ -361,7 +362,7 @@ def test_prune_channels_narrows_checks_and_fine_tunes(tiny_data, distill):
     assert result.narrowed == {"c1": (8, 4), "c2": (16, 8)}
     assert result.macs_after < result.macs_before and result.params_after < result.params_before
     assert result.surgery_error < 1e-5 and result.steps == 3
-    untrained = slim.narrow(model, slim.plan(model, fraction=0.5))
+    untrained = slim.narrow(model, channel_plan.plan(model, fraction=0.5))
     changed = any(
         not np.array_equal(a, b)
         for a, b in zip(result.model.get_weights(), untrained.get_weights(), strict=True)
@@ -378,15 +379,16 @@ def test_prune_channels_narrows_checks_and_fine_tunes(tiny_data, distill):
 def test_a_slim_recipe_builds_a_faster_variant_end_to_end(tiny_data):
     from pathlib import Path
 
-    from workbench import contract, variants
+    from workbench.edge import variants
+    from workbench.models import loading, subject
 
     x, y = tiny_data
     model = chain(activation="softmax")
-    classifier = contract.ImageClassifier(
+    classifier = loading.ImageClassifier(
         path=Path("chain.keras"), sha256="", saved_by="test", native=model, keras_model=model,
         keras_note="in memory", input_shape=(8, 8, 3), num_classes=4,
     )  # fmt: skip
-    evaluation = variants.Evaluation.of(
+    evaluation = subject.Evaluation.of(
         classifier, x[:16], y[:16], x_val=x[16:32], y_val=y[16:32], input_scale=1 / 255
     )
     step = variants.Step.of("slim", fraction=0.5, steps=2, round_to=1)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import models, train
+from workbench.cloud import train
+from workbench.data import pipeline
+from workbench.models import architectures, macs
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def _fit(arch, data, directory, epochs):
 
 
 def test_seed_cnn_is_the_seed_article_cnn():
-    m = models.seed_cnn()
+    m = architectures.seed_cnn()
     kinds = [type(layer).__name__ for layer in m.layers]
     assert kinds == [
         "Conv2D",
@@ -44,7 +46,7 @@ def test_seed_cnn_is_the_seed_article_cnn():
         "Dense",
     ]
     # conv1 32x32x32x(3x3x3) + conv2 16x16x64x(3x3x32) + dense 4096x128 + 128x10
-    assert models.count_macs(m) == 884_736 + 4_718_592 + 524_288 + 1_280
+    assert macs.count_macs(m) == 884_736 + 4_718_592 + 524_288 + 1_280
     assert m.count_params() == 896 + 18_496 + 524_416 + 1_290
 
 
@@ -111,11 +113,11 @@ def test_pipeline_scales_and_augments_any_image_size(shape):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (10, *shape), dtype=np.uint8)
     y = rng.integers(0, 3, 10)
-    plain = next(iter(train.make_dataset(x, y, batch_size=10, training=False)))[0].numpy()
+    plain = next(iter(pipeline.make_dataset(x, y, batch_size=10, training=False)))[0].numpy()
     np.testing.assert_allclose(plain, x.astype(np.float32) / 255, rtol=1e-6)
-    raw = next(iter(train.make_dataset(x, y, batch_size=10, training=False, input_scale=None)))
+    raw = next(iter(pipeline.make_dataset(x, y, batch_size=10, training=False, input_scale=None)))
     np.testing.assert_array_equal(raw[0].numpy(), x.astype(np.float32))
-    jittered = train.make_dataset(x, y, batch_size=10, training=True, augment=True, seed=1)
+    jittered = pipeline.make_dataset(x, y, batch_size=10, training=True, augment=True, seed=1)
     images, labels = next(iter(jittered))
     assert images.shape == (10, *shape) and sorted(labels.numpy()) == sorted(y)
     # each one is an original, maybe flipped, shifted by at most an eighth of its size
@@ -150,23 +152,14 @@ def test_predict_multiplies_by_input_scale():
     np.testing.assert_allclose(train.predict(model, x, input_scale=0.5), x.reshape(2, 4) / 2)
 
 
-def test_the_moved_savers_still_resolve_with_a_pointer():
-    from workbench import export
-
-    with pytest.warns(DeprecationWarning, match="moved to workbench.export.save_keras"):
-        assert train.save_keras is export.save_keras
-    with pytest.raises(AttributeError):
-        train.no_such_thing  # noqa: B018
-
-
 def test_augmented_pipeline_is_reproducible_from_its_seed():
-    """Same seed, same views in the same order (the fair baseline of workbench.distill)."""
+    """Same seed, same views in the same order (the fair baseline of workbench.edge.distill)."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (50, 8, 8, 3), dtype=np.uint8)
     y = rng.integers(0, 3, 50)
 
     def views(seed: int) -> np.ndarray:
-        ds = train.make_dataset(x, y, batch_size=16, training=True, augment=True, seed=seed)
+        ds = pipeline.make_dataset(x, y, batch_size=16, training=True, augment=True, seed=seed)
         return np.concatenate([b[0].numpy() for b in ds.repeat().take(8)])  # over two epochs
 
     first = views(1)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import variants
+from workbench.core import metrics
+from workbench.edge import search, variants
+from workbench.models import subject
+from workbench.report import conclusions
 
 
 def _v(name, *, gzip, p50, val, ok=True, test=None):
@@ -53,7 +56,7 @@ def test_frontier_keeps_only_what_nothing_beats():
 def tiny():
     import tf_keras as keras
 
-    from workbench import contract
+    from workbench.models import loading
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((12, 12, 1))
@@ -66,7 +69,7 @@ def tiny():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (96, 12, 12, 1), dtype=np.uint8)
     y = rng.integers(0, 3, 96)
-    classifier = contract.ImageClassifier(
+    classifier = loading.ImageClassifier(
         path=__import__("pathlib").Path("tiny.keras"),
         sha256="0" * 64,
         saved_by="test",
@@ -76,7 +79,7 @@ def tiny():
         input_shape=(12, 12, 1),
         num_classes=3,
     )
-    evaluation = variants.Evaluation.of(
+    evaluation = subject.Evaluation.of(
         classifier, x[:32], y[:32], x_val=x[32:48], y_val=y[32:48], input_scale=1 / 255
     )
     return classifier, x[48:], y[48:], evaluation
@@ -86,7 +89,7 @@ SETTINGS = variants.Settings(
     prune_steps=2, slim_steps=2, cluster_steps=2, qat_steps=2, batch_size=16,
     calibration_samples=16, latency_repeats=5,
 )  # fmt: skip
-SPACE = variants.SearchSpace(
+SPACE = search.SearchSpace(
     sparsities=(0.5, 0.8),
     compare_all_layers=True,
     clusters=(4,),
@@ -98,7 +101,7 @@ SPACE = variants.SearchSpace(
 @pytest.mark.slow
 def test_search_climbs_while_within_budget_and_reports_every_step(tiny, tmp_path):
     classifier, x, y, evaluation = tiny
-    found = variants.search(
+    found = search.search(
         classifier, x, y, evaluation, input_scale=1 / 255, budget_pp=100.0, settings=SETTINGS,
         space=SPACE, out_dir=tmp_path, file_prefix="tiny_", progress=False,
     )  # fmt: skip
@@ -122,30 +125,30 @@ def test_search_climbs_while_within_budget_and_reports_every_step(tiny, tmp_path
         if v.ok:
             assert (tmp_path / v.file).exists() and v.file.startswith("tiny_")
             assert v.val_noise_pp is not None and v.val_noise_pp >= 0
-    ladder = variants.ladder(found)
+    ladder = search.ladder(found)
     assert [row["target_sparsity"] for row in ladder] == [0.5, 0.8]
     rung = found.variant("slim50_pruned80_int8")
     assert rung.sparsity is not None and 0 < rung.macs < found.variant("int8").macs
     assert found.winners["smallest"] and found.winners["fastest"]
     decisions = [row["decision"] for row in found.log]
     assert any("climb on" in d for d in decisions)
-    manifest = variants.write_manifest(found, tmp_path)
+    manifest = search.write_manifest(found, tmp_path)
     assert manifest["default"] == found.winners["fastest"]
-    text = variants.conclusions(found)
+    text = conclusions.search_conclusions(found)
     assert "smallest" in text and "fastest" in text
 
 
 @pytest.mark.slow
 def test_search_stops_climbing_when_over_budget(tiny, tmp_path):
     classifier, x, y, evaluation = tiny
-    space = variants.SearchSpace(
+    space = search.SearchSpace(
         sparsities=(0.5, 0.8),
         compare_all_layers=False,
         clusters=(),
         qat=False,
         slim_fractions=(0.25, 0.5),
     )
-    found = variants.search(
+    found = search.search(
         classifier, x, y, evaluation, input_scale=1 / 255, budget_pp=-50.0, settings=SETTINGS,
         space=space, progress=False,
     )  # fmt: skip
@@ -159,7 +162,7 @@ def test_search_stops_climbing_when_over_budget(tiny, tmp_path):
     assert found.variant("pruned50_int8").recipe.startswith("prune(")
     assert any("stop climbing" in row["decision"] for row in found.log)
     assert found.winners == {"smallest": None, "fastest": None}
-    assert "loosen" in variants.conclusions(found)
+    assert "loosen" in conclusions.search_conclusions(found)
 
 
 def test_a_model_without_tf_keras_gets_post_training_variants_and_reasons(tiny, tmp_path):
@@ -186,7 +189,7 @@ def test_conclusions_say_when_a_winner_misses_the_budget_on_the_test_images():
             val_accuracy=0.6, val_delta_pp=0.0, bytes=1000, gzip_bytes=gz, p50_ms=p50, macs=10**6,
         )  # fmt: skip
 
-    found = variants.SearchResult(
+    found = search.SearchResult(
         variants=[v("float32", 0.0, 900, 1.5), v("small", 0.4, 80, 1.6), v("fast", -2.3, 500, 0.9)],
         budget_pp=1.0,
         winners={"smallest": "small", "fastest": "fast"},
@@ -194,15 +197,15 @@ def test_conclusions_say_when_a_winner_misses_the_budget_on_the_test_images():
         frontier_speed=[],
         log=[],
     )
-    text = variants.conclusions(found)
+    text = conclusions.search_conclusions(found)
     assert "fast loses 2.30 pp, more than the 1 pp budget" in text
     assert "small loses" not in text
     found.winners["fastest"] = "small"
-    assert "more than the" not in variants.conclusions(found)
+    assert "more than the" not in conclusions.search_conclusions(found)
 
 
 def test_conclusions_explain_int8_speed_from_what_was_measured():
-    from workbench import bench
+    from workbench.core import machine
 
     def v(name, p50, macs, recipe=None, dtype="float32"):
         return variants.Variant(
@@ -212,7 +215,7 @@ def test_conclusions_explain_int8_speed_from_what_was_measured():
         )  # fmt: skip
 
     def found(int8_ms, slim_ms):
-        return variants.SearchResult(
+        return search.SearchResult(
             variants=[
                 v("float32", 0.30, 20_000_000),
                 v("dynamic_range", 0.07, 20_000_000),
@@ -226,22 +229,22 @@ def test_conclusions_explain_int8_speed_from_what_was_measured():
             log=[],
         )
 
-    vnni = bench.peak_mac_rate(
+    vnni = machine.peak_mac_rate(
         cpuinfo="flags\t\t: sse2 avx avx2 fma avx512f avx512_vnni amx_int8\ncpu MHz\t\t: 2600.0\n",
         max_freq_khz=0,
     )
     assert "AMX" in vnni.describe() and vnni.int8_per_cycle == 4 * vnni.float32_per_cycle
     # with 8-bit dot products and int8 measured 3.5x faster: the dot products explain it
-    text = variants.conclusions(found(0.086, 0.088), peak=vnni, dot_flags=["avx512_vnni"])
+    text = conclusions.search_conclusions(found(0.086, 0.088), peak=vnni, dot_flags=["avx512_vnni"])
     assert "runs at 3.49x float32's speed" in text
     assert "which is why int8 is the faster one here" in text
     # fewer MACs that do not pay at int8 are said to not pay
     assert "slim35_int8 does 40% of int8's MACs and runs at 0.98x its speed: at this size" in text
     # without them and int8 slower than float32: said so, and what a dot product would change
-    avx2 = bench.peak_mac_rate(
+    avx2 = machine.peak_mac_rate(
         cpuinfo="flags\t\t: sse2 avx avx2 fma\ncpu MHz\t\t: 2000.0\n", max_freq_khz=0
     )
-    text = variants.conclusions(found(0.45, 0.20), peak=avx2, dot_flags=[])
+    text = conclusions.search_conclusions(found(0.45, 0.20), peak=avx2, dot_flags=[])
     assert "no 8-bit dot-product instruction" in text
     assert "which is why int8 is not the faster one here" in text
     assert "slim35_int8 does 40% of int8's MACs and runs at 2.25x its speed." in text
@@ -255,13 +258,13 @@ def test_validation_noise_is_paired_on_the_images_the_models_disagree_on():
     y = np.zeros(100, int)
     right, wrong = np.eye(2)[0], np.eye(2)[1]
     reference = np.array([right] * 60 + [wrong] * 40)
-    same = variants.paired_noise_pp(reference, reference, y)
+    same = metrics.paired_noise_pp(reference, reference, y)
     assert same == 0.0  # identical answers: no noise in the difference, however few images
     # 10 images only the variant gets right, 5 only the reference: b + c = 15, b - c = 5
     probs = reference.copy()
     probs[60:70] = right
     probs[:5] = wrong
     expected = 100 * np.sqrt((15 / 100 - (5 / 100) ** 2) / 100)
-    assert variants.paired_noise_pp(probs, reference, y) == pytest.approx(expected)
+    assert metrics.paired_noise_pp(probs, reference, y) == pytest.approx(expected)
     v = variants.Variant("x", "x", "ok", val_delta_pp=5.0, val_noise_pp=expected)
-    assert variants._noisy(v) == f"+5.00 \u00b1 {expected:.2f} pp"
+    assert conclusions._noisy(v) == f"+5.00 \u00b1 {expected:.2f} pp"

@@ -1,0 +1,92 @@
+"""Edge-first cascades: the edge model answers when it is confident, the cloud model
+otherwise; the confidence threshold swept for accuracy against the share sent to the cloud.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import workbench  # noqa: F401 - selects Keras 2 before TensorFlow loads
+
+# ===================================================================== cascade
+
+
+def cascade_sweep(
+    edge_probs: np.ndarray,
+    cloud_probs: np.ndarray,
+    y: np.ndarray,
+    *,
+    thresholds: np.ndarray,
+    edge_ms: float,
+    cloud_ms_per_link: dict[str, float],
+) -> list[dict]:
+    """Accuracy, share sent to the cloud, and latency per link, for each confidence threshold.
+
+    A request is answered by the edge when its top probability is at least the threshold;
+    otherwise it waits for the edge *and* the cloud (the edge ran first).
+    """
+    confidence = edge_probs.max(1)
+    edge_pred, cloud_pred = edge_probs.argmax(1), cloud_probs.argmax(1)
+    rows = []
+    for t in thresholds:
+        to_cloud = confidence < t
+        pred = np.where(to_cloud, cloud_pred, edge_pred)
+        row = {
+            "threshold": float(t),
+            "accuracy": float(np.mean(pred == y)),
+            "cloud_fraction": float(np.mean(to_cloud)),
+        }
+        for link, cloud_ms in cloud_ms_per_link.items():
+            lat = edge_ms + to_cloud * cloud_ms
+            row[f"{link}_mean_ms"] = float(lat.mean())
+            row[f"{link}_p95_ms"] = float(np.percentile(lat, 95))
+        rows.append(row)
+    return rows
+
+
+def pick_threshold(rows: list[dict], *, target_accuracy: float) -> dict:
+    """The row with the fewest cloud calls whose accuracy reaches ``target_accuracy``."""
+    ok = [r for r in rows if r["accuracy"] >= target_accuracy]
+    if not ok:
+        return max(rows, key=lambda r: r["accuracy"])
+    return min(ok, key=lambda r: (r["cloud_fraction"], -r["accuracy"]))
+
+
+def cascades(
+    edge_probs: dict[str, np.ndarray],
+    cloud_probs: np.ndarray,
+    y: np.ndarray,
+    *,
+    edge_ms: dict[str, float],
+    cloud_ms_per_link: dict[str, float],
+    tolerance_pp: float = 0.5,
+    thresholds: np.ndarray | None = None,
+) -> dict[str, dict]:
+    """A confidence sweep and a chosen threshold for each edge model against the cloud.
+
+    The goal is the cloud's accuracy within ``tolerance_pp`` points with the fewest cloud
+    calls. Returns ``{edge model: {"sweep": rows, "choice": row, "target_accuracy": ...}}``.
+    """
+    if thresholds is None:
+        thresholds = np.round(np.linspace(0.0, 1.0, 21), 2)
+        thresholds[-1] = 1.01  # everything to the cloud
+    cloud_accuracy = float(np.mean(np.argmax(cloud_probs, 1) == y))
+    target = cloud_accuracy - tolerance_pp / 100
+    out = {}
+    for name, probs in edge_probs.items():
+        sweep = cascade_sweep(
+            probs,
+            cloud_probs,
+            y,
+            thresholds=thresholds,
+            edge_ms=edge_ms[name],
+            cloud_ms_per_link=cloud_ms_per_link,
+        )
+        out[name] = {
+            "sweep": sweep,
+            "choice": pick_threshold(sweep, target_accuracy=target),
+            "target_accuracy": target,
+            "cloud_accuracy": cloud_accuracy,
+            "edge_accuracy": float(np.mean(np.argmax(probs, 1) == y)),
+        }
+    return out
