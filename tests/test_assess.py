@@ -95,9 +95,22 @@ def mobilenet(tmp_path_factory, digits) -> tuple[Path, Path]:
     return folder / "mobilenet_v2.keras", folder / "digits_rgb.npz"
 
 
+def validate_against_shipped_schema(doc: dict) -> None:
+    """``assessment.json`` against ``workbench/assess/assessment.schema.json`` as installed."""
+    from importlib.resources import files
+
+    import jsonschema
+
+    text = files("workbench.assess").joinpath("assessment.schema.json").read_text()
+    jsonschema.Draft202012Validator(json.loads(text)).validate(doc)
+
+
 def check_assessment(out: Path, model: Path) -> dict:
-    """What every assessment must hold (issue 11's checks)."""
+    """What every assessment must hold (issue 11's checks), and the shipped JSON Schema."""
     doc = json.loads((out / "assessment.json").read_text())
+    validate_against_shipped_schema(doc)
+    for package in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert"):
+        assert doc["packages"][package], (package, doc["packages"])
     variants = {v["variant"]: v for v in doc["variants"]}
     for name in POST_TRAINING:
         assert variants[name]["status"] == "ok", variants[name]
@@ -167,7 +180,11 @@ def test_bad_pairs_exit_2_with_the_message_and_write_nothing(digits, tmp_path):
     truncated.write_bytes(model.read_bytes()[:2000])
     earlier = tmp_path / "earlier"  # an earlier assessment must survive a failed one intact
     earlier.mkdir()
-    (earlier / "assessment.json").write_text('{"earlier": true}')
+    record = {
+        "earlier": True,
+        "written_by": {"tool": "workbench assess", "entries": ["assessment.json"]},
+    }
+    (earlier / "assessment.json").write_text(json.dumps(record))
     cases = [
         (model, _npz(tmp_path / "rgb.npz", rgb, twelve % 10, rgb, twelve % 10),
          ["(8, 8, 1)", "(32, 32, 3)", "digits_cnn.keras", "rgb"]),
@@ -184,7 +201,7 @@ def test_bad_pairs_exit_2_with_the_message_and_write_nothing(digits, tmp_path):
             assert fragment in done.stderr, (fragment, done.stderr)
         assert "Traceback" not in done.stderr
         assert not (tmp_path / "new-folder").exists()
-        assert json.loads((earlier / "assessment.json").read_text()) == {"earlier": True}
+        assert json.loads((earlier / "assessment.json").read_text()) == record
         assert sorted(p.name for p in earlier.iterdir()) == ["assessment.json"]
 
 
@@ -192,5 +209,5 @@ def test_out_folder_with_other_files_is_refused(digits, tmp_path):
     model, data = digits
     (tmp_path / "mine.txt").write_text("keep me")
     done = assess(model, data, tmp_path)
-    assert done.returncode == 2 and "not an earlier assessment" in done.stderr
+    assert done.returncode == 2 and "mine.txt" in done.stderr  # named, not deleted
     assert (tmp_path / "mine.txt").read_text() == "keep me"

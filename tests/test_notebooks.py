@@ -4,6 +4,9 @@ A notebook added to ``notebooks/`` is picked up without editing this file; a
 notebook with specific figure checks gets them from ``CHECKS`` below, and every
 notebook must at least record its figures. Later notebooks read the artifacts
 of earlier ones, so each test first runs the notebooks before it (once per session).
+Every exercise check a notebook records (``exercise_<n>_ok``) must hold, and a solutions
+notebook in ``notebooks/solutions/`` runs after its notebook, its worked answers checked
+against that run (``answer_<n>_ok``).
 """
 
 from __future__ import annotations
@@ -36,15 +39,41 @@ def check_01(r: dict) -> None:
     assert (
         r["footprint"]["training_set_bytes"] == 120 * 4 * 8 + 120 * 8
     )  # 120 rows x 4 float64 + labels
+    latency = r["latency_ms"]
+    assert latency["first_ms"] > 0 and latency["n"] == r["parameters"]["latency_repeats"]
+    # the four "predict, then run" exercises, each checked by the notebook itself
+    assert exercise_numbers(r) == [1, 2, 3, 4]
+    assert r["exercise_1"]["measured"] == pytest.approx(1 / 3)  # k = n: one class for all
+    assert r["exercise_2"]["measured"] == 20  # p95 of 21 sorted timings: the 20th
+    assert r["exercise_4"]["measured"] == r["footprint"]["training_set_bytes"]
+    assert r["batching_gain_x"] > 1 and r["throughput_per_s"] == r["exercise_3"]["measured"]
+    matrix = r["confusion_matrix"]
+    wrong = sum(map(sum, matrix)) - sum(matrix[i][i] for i in range(len(matrix)))
+    assert wrong == round((1 - r["test_accuracy"]) * r["n_test"])
+    assert 0.5 <= r["two_feature_test_accuracy"] <= 1.0
+    assert "01-decision-regions" in r["figures"], "the widget's figure is also saved static"
+
+
+def exercise_numbers(r: dict) -> list[int]:
+    """The exercises a notebook checked (``exercise_<n>_ok``), each of which must hold."""
+    found = {int(m.group(1)): r[k] for k in r if (m := re.fullmatch(r"exercise_(\d+)_ok", k))}
+    failed = sorted(n for n, ok in found.items() if ok is not True)
+    assert not failed, f"exercise checks that do not hold: {failed}"
+    return sorted(found)
 
 
 def check_02(r: dict) -> None:
     from workbench.core import paths
 
-    for arch in ("seed_cnn", "improved_cnn"):
+    for arch in ("seed_cnn", "improved_cnn", "cloud"):
         m = r["models"][arch]
         assert 0.0 <= m["test_accuracy"] <= 1.0 and m["macs"] > 0 and m["parameters"] > 0
         assert m["images_per_second"] > 0
+    cloud = r["cloud_model"]
+    assert set(cloud) == {"name", "parameters", "macs", "test_accuracy", "images_seen", "seconds"}
+    # the cloud model is the large one: at least 5x the edge candidate's compute per image
+    assert cloud["macs"] >= 5 * r["models"]["improved_cnn"]["macs"]
+    assert r["cloud_macs_ratio"] >= 5
     assert r["resume_epochs_trained"] == 0, "a completed run must resume without retraining"
     assert r["export_reload_identical"] is True
     assert (paths.serving_base() / paths.CLOUD_MODEL_NAME / "1" / "saved_model.pb").exists()
@@ -183,13 +212,46 @@ def test_notebook(name: str, workdirs, cifar10_path) -> None:
         assert results.get(key) is not None, (
             f"{name} lists {key} as a key figure but never recorded it"
         )
+    exercise_numbers(results)  # every exercise check the notebook recorded holds
+    saved = paths.reports_dir("figures")
+    missing = [f for f in results.get("figures", []) if not (saved / f"{f}.png").exists()]
+    assert not missing, f"{name} recorded figures never saved as PNG: {missing}"
     check = CHECKS.get(name[:2])
     if check:
         check(results)
     check_readable(execution.output)
 
 
-# Library noise a reader must not see (workbench.core.quiet filters each, with the reason).
+SOLUTIONS = params.solution_names()
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", SOLUTIONS)
+def test_solution(name: str, workdirs, cifar10_path) -> None:
+    """A solutions notebook runs after its notebook, and every worked answer it checks
+    against that run holds; every exercise the notebook checked has its answer."""
+    from workbench.run import notebooks
+
+    notebook = params.notebook_of(name)
+    assert notebook in NOTEBOOKS, f"{name} answers no notebook: there is no {notebook}.ipynb"
+    _run(notebook)
+    try:
+        execution = notebooks.execute(name, profile="smoke", progress=False)
+    except notebooks.NotebookFailed as err:
+        pytest.fail(str(err), pytrace=False)
+    answers = recorder.load_results(name)
+    checked = {k: v for k, v in answers.items() if re.fullmatch(r"answer_\w+_ok", k)}
+    assert checked, f"{name} checks none of its answers"
+    failed = sorted(k for k, ok in checked.items() if ok is not True)
+    assert not failed, f"{name}: worked answers that do not hold against the run: {failed}"
+    exercises = exercise_numbers(recorder.load_results(notebook))
+    unanswered = [n for n in exercises if f"answer_{n}_ok" not in checked]
+    assert not unanswered, f"{name} has no checked answer to exercises {unanswered}"
+    check_readable(execution.output)
+
+
+# Library noise a reader must not see (workbench.core.quiet filters each, with the reason),
+# and what a reader should never be shown in its place: private class names, numpy reprs.
 NOISE = (
     "INFO:tensorflow",
     "Assets written to",
@@ -198,11 +260,36 @@ NOISE = (
     "Statistics for quantized inputs",
     "Created TensorFlow Lite XNNPACK delegate",
     "Please consider providing the trackable_obj",
+    "oneDNN custom operations are on",
+    "failed call to cuInit",
+    "Could not find cuda drivers",
+    "All log messages before absl::InitializeLog",
+    "only on platforms with AVX-512",
+    "is slow compared to the batch time",
+    "_DefaultDistributionStrategy",
+    "np.str_(",
+    "np.float64(",
+    "np.int64(",
+    "np.float32(",
+    "interactive(children=",  # a widget's repr: a static view must show a sentence instead
 )
+# A tqdm-style bar ("45%|####      | 9/20"): frozen where it stood when the notebook was saved.
+PROGRESS_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+")
+# pandas cuts a long cell to "the la..." and elides rows or columns with "..." cells.
+TRUNCATED_CELL = re.compile(r"<t[dh][^>]*>[^<]*(\.\.\.|\u2026)\s*</t[dh]>")
+
+
+def shown_texts(out: dict) -> list[str]:
+    """What an output shows a reader: a stream's text, or its plain, Markdown and HTML forms."""
+    if out.get("output_type") == "stream":
+        return [str(out.get("text", ""))]
+    data = out.get("data", {})
+    return [str(data[m]) for m in ("text/plain", "text/markdown", "text/html") if m in data]
 
 
 def check_readable(executed) -> None:
-    """No cell ends on a value nobody asked to see, and no known library noise is shown."""
+    """No cell ends on a value nobody asked to see, no known library noise or numpy repr is
+    shown, no progress bar is left frozen, and no table cell is cut short."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
@@ -211,14 +298,23 @@ def check_readable(executed) -> None:
             if out.get("output_type") == "execute_result":
                 shown = str(out.get("data", {}).get("text/plain", ""))[:120]
                 raise AssertionError(f"{executed.name} cell {i} ends on a stray value: {shown}")
-            text = out.get("text", "") if out.get("output_type") == "stream" else ""
-            noise = [n for n in NOISE if n in text]
-            assert not noise, f"{executed.name} cell {i} shows library noise {noise}: {text[:300]}"
+            for text in shown_texts(out):
+                noise = [n for n in NOISE if n in text]
+                assert not noise, f"{executed.name} cell {i} shows noise {noise}: {text[:300]}"
+                bar = PROGRESS_BAR.search(text)
+                assert not bar, f"{executed.name} cell {i} keeps a progress bar: {bar.group(0)}"
+                cut = TRUNCATED_CELL.search(text)
+                assert not cut, f"{executed.name} cell {i} shows a cut table cell: {cut.group(0)}"
 
 
 def test_notebooks_are_committed_without_outputs() -> None:
     import nbformat
 
+    for name in SOLUTIONS:  # solutions: no outputs either, and a title
+        nb = nbformat.read(paths.notebooks_dir() / f"{name}.ipynb", as_version=4)
+        dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.outputs]
+        assert not dirty, f"{name} has outputs in cells {dirty}: run nbstripout"
+        assert nb.cells[0].source.startswith("# Solutions"), f"{name} must open with its title"
     for name in NOTEBOOKS:
         nb = nbformat.read(paths.notebooks_dir() / f"{name}.ipynb", as_version=4)
         dirty = [

@@ -105,7 +105,7 @@ def test_a_flood_of_heavy_requests_gets_only_200_or_503(server):
 
 CHILD = """
 import sys, time
-from workbench import serving
+from workbench.cloud import serving
 with serving.serving(sys.argv[1], poll_seconds=0) as server:
     print(server.process.pid, flush=True)
     time.sleep(600)

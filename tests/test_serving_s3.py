@@ -1,7 +1,8 @@
 """An object-store model base: versions uploaded to a real S3-compatible server (moto's
 standalone server on 127.0.0.1, as s3fs's own tests do) are served and polled like a folder.
 
-Needs the optional "cloud" packages (s3fs, moto[server]): skipped without them, except in CI.
+Needs s3fs (the "cloud" extra) and moto[server] (the "test" extra): skipped without them,
+except in CI.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +114,38 @@ def test_unreachable_bucket_is_explained(bucket):
     with pytest.raises(serving.ServingError, match="cannot be listed"):
         with serving.serving("s3://no-such-bucket/x", startup_timeout_s=60):
             pass
+
+
+def test_a_key_that_climbs_out_of_its_folder_is_refused(bucket, tmp_path):
+    """An object key is a string: ``tiny/1/variables/../../../x`` must not be written as a path."""
+    import s3fs
+
+    export_tiny(tmp_path, 1)
+    fs = s3fs.S3FileSystem()
+    storage.upload_saved_model(tmp_path / "tiny" / "1", f"{bucket}/tiny/1")
+    escape = f"escape-{uuid.uuid4().hex}.txt"
+    fs.pipe_file(f"{bucket}/tiny/1/variables/../../../{escape}", b"written outside the cache")
+    assert any(".." in key for key in fs.find(f"{bucket}/tiny/1")), "moto keeps the raw key"
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="Refusing the object key"):
+        storage.download_saved_model(f"{bucket}/tiny/1", cache / "copy")
+    assert not list(tmp_path.rglob(escape)) and not (cache / "copy").exists()
+
+    # the server: the version is refused with the reason, nothing lands outside its cache
+    with serving.serving(bucket, poll_seconds=0) as server:
+        with server.client("tiny") as client:
+            status = client.status()["model_version_status"][0]
+        assert status["state"] == "END" and "Refusing the object key" in str(status)
+    assert not (Path(tempfile.gettempdir()) / escape).exists()
+    assert not list(tmp_path.rglob(escape))
+
+
+@pytest.mark.parametrize(
+    "key", ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\..\\b", "a/\0b", ""]
+)
+def test_unsafe_keys_are_refused(key):
+    with pytest.raises(ValueError, match="Refusing the object key"):
+        storage.safe_relative(key, where="s3://b/p")
+    assert str(storage.safe_relative("variables/variables.index", where="s3://b/p")) == (
+        "variables/variables.index"
+    )

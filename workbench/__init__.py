@@ -14,25 +14,22 @@ or set it in your shell.
 If ``tf.keras`` is Keras 3 anyway, :func:`check_keras` says why instead of
 failing later with a confusing tfmot error.
 
-Modules, one per stage of the flow:
+Wings, one per stage of the flow (imports run one way, lowest first): ``core`` (paths,
+atomic writes, memory, timing), ``data``, ``models``, then ``cloud`` (training, export, the
+model server), ``edge`` (LiteRT, compression, the budgeted search) and ``network`` (links),
+``collab`` (edge and cloud together), ``report``, and ``run`` (the notebooks) and ``assess``
+(the whole flow for any model); ``cli`` is the ``workbench`` command.
 
-- data and models: ``paths``, ``data``, ``models``, ``contract`` (a user's model and data,
-  checked as a pair), ``bridge`` (Keras 3 models into tf-keras);
-- cloud: ``train``, ``export``, ``serving`` (the model server, a package), ``client``;
-- compress and edge: ``compress`` (techniques), ``slim`` (structured pruning), ``distill``,
-  ``variants`` (build, measure and search variants), ``edge`` (LiteRT);
-- compare and collaborate: ``compare``, ``network`` (links), ``emulation`` and ``linkbench``
-  (real shaped links), ``collab`` (split computing, cascades), ``assess`` (the whole flow
-  for any model, ``python -m workbench assess``);
-- measuring and reporting: ``bench``, ``plots``, ``report``, ``runner`` (papermill),
-  ``plan`` (time estimates), ``memory``, ``atomic`` (safe writes), ``quiet`` (library noise).
+The distribution is called ``edge-cloud-workbench``, not ``workbench``: an unrelated
+project named ``workbench`` on PyPI installs a package of this import name, and
+``workbench --version`` (like every ``workbench`` command) warns when both are installed.
 """
 
 from __future__ import annotations
 
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written (pyproject.toml reads it)
 
 # Only if unset: the kernel spec or the shell may have set it, and an explicit value wins.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -14,20 +14,39 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.txt"
 BINDER_LOCK = ROOT / "binder" / "requirements.txt"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)$")
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)(?:\s*;\s*[^-]+?)?$")
+HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
+
+
+def entries(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """``name -> (version, sha256 hashes)`` of a lock file, continuation lines joined.
+
+    Fails on any requirement that is not an exact pin, and on any option but ``--hash``.
+    """
+    found: dict[str, tuple[str, list[str]]] = {}
+    text = path.read_text().replace("\\\n", " ")
+    for raw in text.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()  # a comment: '#' at a word's start
+        if not line:
+            continue
+        requirement, *options = line.split(" --")
+        options = ["--" + o.strip() for o in options]
+        match = PIN.match(requirement.strip())
+        assert match, f"{path.relative_to(ROOT)}: not an exact pin: {raw!r}"
+        bad = [o for o in options if not HASH.match(o)]
+        assert not bad, f"{path.relative_to(ROOT)}: {match[1]}: unexpected option(s) {bad}"
+        found[canonicalize_name(match[1])] = (match[2], [o.split(":", 1)[1] for o in options])
+    return found
 
 
 def pins(path: Path) -> dict[str, str]:
     """``name -> version`` of a lock file; fails on any line that is not an exact pin."""
-    found: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        match = PIN.match(line)
-        assert match, f"{path.relative_to(ROOT)}:{number}: not an exact pin: {raw!r}"
-        found[canonicalize_name(match[1])] = match[2]
-    return found
+    return {name: version for name, (version, _) in entries(path).items()}
+
+
+def hashes(path: Path) -> dict[str, list[str]]:
+    """``name -> [sha256, ...]``: the hashes a lock file gives each pin."""
+    return {name: digests for name, (_, digests) in entries(path).items()}
 
 
 def declared(group: str | None = None) -> list[Requirement]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from lockfiles import BINDER_LOCK, LOCK, ROOT, closure, declared, names, pins
+from lockfiles import BINDER_LOCK, LOCK, ROOT, closure, declared, hashes, names, pins
 from packaging.utils import canonicalize_name
 
 BINDER = ROOT / "binder"
@@ -26,11 +26,21 @@ def test_binder_runtime_is_python_311():
 def test_binder_requirements_are_installable_in_repo2docker_cached_layer():
     # repo2docker installs requirements.txt before copying the repository only if no line
     # references a local file (-r, -c, -e, a path, file://); otherwise every commit rebuilds.
+    # The only option allowed is a pin's --hash (pip then checks every file it installs).
     for raw in BINDER_LOCK.read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
+        line = raw.split("#", 1)[0].strip().removesuffix("\\").strip()
+        if line.startswith("--hash=sha256:"):
+            continue
         assert not line.startswith("-"), f"binder/requirements.txt: option line {raw!r}"
         assert "://" not in line and not line.startswith("."), f"local reference: {raw!r}"
     assert pins(BINDER_LOCK), "binder/requirements.txt pins nothing"
+
+
+def test_binder_hashes_are_the_locks():
+    """Binder installs the very files CI tested: each pin with the lock's hashes."""
+    lock = hashes(LOCK)
+    differ = sorted(name for name, digests in hashes(BINDER_LOCK).items() if digests != lock[name])
+    assert not differ, f"binder/requirements.txt hashes differ from the lock's: {differ}"
 
 
 def test_every_binder_pin_equals_the_lock():

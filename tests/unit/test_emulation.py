@@ -96,6 +96,23 @@ def test_verdicts():
     assert validation.bandwidth_verdict(0.6, 1.0, 0.5) == "overlap"  # 40% faster, < base
     assert validation.bandwidth_verdict(0.4, 1.0, 0.5) == "outside"  # faster by more than base
     assert validation.bandwidth_verdict(1.2, 1.0, 0.5) == "outside"  # slower than the model
+    # the measured spread widens the tolerance: 1.2 against 1.0 with 0.1 ms of noise
+    assert validation.bandwidth_verdict(1.2, 1.0, 0.5, noise_ms=0.1) == "within"
+    # a transfer shorter than 4x the base and its spread says nothing about the bandwidth
+    assert (
+        validation.bandwidth_verdict(0.71, 0.48, 0.3, transfer_ms=0.2, noise_ms=0.05)
+        == "base-dominated"
+    )
+    assert validation.bandwidth_verdict(9.0, 8.5, 0.3, transfer_ms=8.0) == "within"
+
+
+def test_a_noisy_cell_is_judged_with_its_spread():
+    """The CI failure of issue 19: 50 Mbit/s, 1 kB, kept alive, on a busy machine."""
+    row = validation.bandwidth_check(
+        _row(rate_mbps=50.0, measured_ms=0.71, measured_p50_ms=0.9, base_ms=0.3, base_p50_ms=0.35)
+    )
+    assert row["noise_ms"] == pytest.approx(0.19 + 0.05)
+    assert row["verdict"] == "base-dominated"
 
 
 def test_short_cells_get_more_repeats():

@@ -119,3 +119,59 @@ def test_binder_start_exports_legacy_keras(tmp_path):
 def test_console_script_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["workbench"] == "workbench.cli:main"
+
+
+# ------------------------------------------------------------------ in a checkout, or installed
+
+
+def test_the_checkout_is_found_by_its_pyproject_and_notebooks(tmp_path):
+    from workbench.core import paths
+
+    assert paths.REPO_ROOT == ROOT
+    assert paths.find_checkout(tmp_path) is None
+    (tmp_path / "pyproject.toml").write_text("")
+    assert paths.find_checkout(tmp_path) is None  # a project of the user's, not ours
+    (tmp_path / "notebooks").mkdir()
+    assert paths.find_checkout(tmp_path) == tmp_path
+
+
+def test_installed_outputs_go_to_the_current_folder(tmp_path, monkeypatch):
+    """Outside a checkout nothing is written into site-packages: the roots are in the
+    current folder, unless the WORKBENCH_* variables say otherwise."""
+    from workbench.core import paths
+
+    monkeypatch.setattr(paths, "REPO_ROOT", None)
+    for variable in (*paths.ROOT_VARIABLES, "WORKBENCH_NOTEBOOKS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert paths.artifacts_dir("cloud") == tmp_path / "artifacts" / "cloud"
+    assert paths.reports_dir() == tmp_path / "reports"
+    assert paths.datasets_dir() == tmp_path / "datasets"
+    assert paths.notebooks_dir() == tmp_path
+    assert paths.shipped_notebooks() == paths.PACKAGE_DIR / "_notebooks"
+    monkeypatch.setenv("WORKBENCH_REPORTS", "relative/reports")
+    roots = paths.root_variables()
+    assert roots["WORKBENCH_REPORTS"] == str(tmp_path / "relative" / "reports")  # absolute
+    assert roots["WORKBENCH_ARTIFACTS"] == str(tmp_path / "artifacts")
+    monkeypatch.setenv("WORKBENCH_NOTEBOOKS", str(tmp_path / "course"))
+    assert paths.notebooks_dir() == tmp_path / "course"
+
+
+def test_in_a_checkout_outputs_stay_in_it_wherever_you_start(tmp_path, monkeypatch):
+    from workbench.core import paths
+
+    for variable in (*paths.ROOT_VARIABLES, "WORKBENCH_NOTEBOOKS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert paths.root_variables()["WORKBENCH_REPORTS"] == str(ROOT / "reports")
+    assert paths.notebooks_dir() == ROOT / "notebooks"
+    assert not any(tmp_path.iterdir())  # nothing created by asking
+
+
+def test_the_wheel_carries_the_notebooks():
+    """setup.py copies notebooks/ into the built package; MANIFEST.in puts it in the sdist."""
+    setup = (ROOT / "setup.py").read_text()
+    assert '"_notebooks"' in setup and "build_py" in setup
+    manifest = (ROOT / "MANIFEST.in").read_text()
+    assert "notebooks/[0-9][0-9]-*.ipynb" in manifest and "notebooks/params/*.yaml" in manifest
+    assert not (ROOT / "workbench" / "_notebooks").exists(), "no committed copy of the notebooks"

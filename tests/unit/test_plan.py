@@ -26,8 +26,8 @@ from workbench.run.estimates import (
 from workbench.run.progress import Progress
 
 STUB = probe.Rates(
-    train_ips={"improved_cnn": 400.0, "seed_cnn": 1500.0, "student_cnn": 2000.0},
-    first_step_s={"improved_cnn": 3.0, "seed_cnn": 1.5, "student_cnn": 1.5},
+    train_ips={"improved_cnn": 400.0, "seed_cnn": 1500.0, "student_cnn": 2000.0, "resnet": 80.0},
+    first_step_s={"improved_cnn": 3.0, "seed_cnn": 1.5, "student_cnn": 1.5, "resnet": 6.0},
     predict_ips=2000.0,
     tflite_ms=0.5,
     latency_ms=0.6,

@@ -160,6 +160,85 @@ def test_missing_tables_figures_and_unreadable_results_are_reported(reports):
     assert "could not read" in page and "08-broken" in page
 
 
+def test_a_table_skipped_on_purpose_says_why_not_that_it_is_missing(reports):
+    rec = recorder.Recorder("09-test")
+    rec.table("netem_validation", [])
+    rec.record("netem_skipped_reason", "this kernel has no sch_netem module")
+    rec.table("empty_rows", [])
+    page = build_index().read_text()
+    assert "netem_validation: not measured in this run. this kernel has no sch_netem" in page
+    assert "Table &#39;empty_rows&#39; has no rows in this run." in page
+    assert "netem_validation&#39; was listed but not recorded" not in page
+
+
+def test_an_exercise_check_is_printed_and_recorded(reports, capsys):
+    rec = recorder.Recorder("09-test")
+    rec.exercise(1, prediction=5000, expected=4800, measured=4800, unit="bytes")
+    rec.exercise(2, prediction=None, measured=2.5, claim="p95 is at least p50", ok=True)
+    rec.exercise(3, prediction=None, expected=1.0, measured=2.0)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        "Exercise 1 · your prediction: 5,000 bytes (4% above the measurement) · "
+        "by reasoning: 4,800 bytes · measured: 4,800 bytes"
+    )
+    assert out[1] == "  check: the reasoning gives the measured value: holds"
+    assert "none yet (set prediction_2 and run the cell again)" in out[2]
+    assert out[3] == "  check: p95 is at least p50: holds"
+    assert out[5].endswith("does NOT hold: look again at the reasoning")
+    data = recorder.load_results("09-test")
+    assert data["exercise_1_ok"] is True and data["exercise_2_ok"] is True
+    assert data["exercise_3_ok"] is False
+    assert data["exercise_1"]["prediction"] == 5000 and data["exercise_1"]["unit"] == "bytes"
+
+
+def test_an_exercise_needs_something_to_check(reports):
+    rec = recorder.Recorder("09-test")
+    with pytest.raises(ValueError, match=r"expected=\.\.\.\) or the outcome of the check"):
+        rec.exercise(1, prediction=1.0, measured=1.0)
+
+
+def test_a_solution_records_its_answers_under_solutions(reports, capsys):
+    rec = recorder.Recorder("solutions/09-test")
+    rec.answer(1, ok=True, claim="120 x 4 x 8 + 120 x 8 = 4,800 bytes")
+    assert capsys.readouterr().out == "Answer 1: 120 x 4 x 8 + 120 x 8 = 4,800 bytes: holds\n"
+    assert (reports / "results" / "solutions" / "09-test.json").exists()
+    assert recorder.load_results("solutions/09-test")["answer_1_ok"] is True
+    assert "solutions" not in build_index().read_text(), "solutions stay out of the report"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(4800, "4,800"), (4800.0, "4,800"), (147737.4, "147,737"), (0.33333, "0.3333"), (True, "yes")],
+)
+def test_numbers_read_as_a_reader_writes_them(value, text):
+    assert recorder.number_text(value) == text
+
+
+def test_setup_display_shows_whole_cells_and_all_rows():
+    long_text = " ".join(["the last layer that fits on the device before the network link"] * 3)
+    table = pd.DataFrame({"why": [long_text] * 80, **{f"c{i}": range(80) for i in range(30)}})
+    options = (
+        "display.max_colwidth",
+        "display.max_columns",
+        "display.max_rows",
+        "display.min_rows",
+        "display.expand_frame_repr",
+        "styler.render.max_columns",
+        "styler.render.max_rows",
+    )
+    saved = {name: pd.get_option(name) for name in options}
+    try:
+        recorder.setup_display()
+        html = table._repr_html_()
+        styled = table.style.to_html()
+    finally:
+        for name, value in saved.items():
+            pd.set_option(name, value)
+    assert long_text in html and long_text in styled
+    assert "..." not in html and "…" not in styled
+    assert html.count("</tr>") == 81  # the header and every row
+
+
 def test_runs_table_lists_every_column_recorded(reports):
     runs = {"01-a": {"profile": "smoke", "seconds": 12.34, "peak_memory_mib": 1500.5}}
     runs["02-b"] = {**runs["01-a"], "memory_cap_mib": 2048.0, "cgroup_peak_mib": 1700.0}

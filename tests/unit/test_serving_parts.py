@@ -406,6 +406,14 @@ def test_options_round_trip_through_the_flags():
         max_batch_size=16,
         version_policy="all",
         poll_seconds=0.5,
+        trust_model=True,
+        prefer_tflite_model=True,
+        auth_token_file="tokens.txt",
+        ssl_certfile="server.crt",
+        ssl_keyfile="server.key",
+        body_timeout_s=12.5,
+        max_connections=64,
+        allowed_hosts="models.example.org",
     )
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -442,7 +450,9 @@ def test_a_500_is_json_and_logged_with_its_traceback(caplog):
     from workbench.cloud.serving.service import Service
 
     service = Service(ServerOptions(), registry=_Broken())
-    with TestClient(build_app(service), raise_server_exceptions=False) as client:
+    with TestClient(  # a loopback Host: a server bound to 127.0.0.1 answers no other name
+        build_app(service), base_url="http://127.0.0.1", raise_server_exceptions=False
+    ) as client:
         with caplog.at_level(logging.ERROR, logger="workbench.cloud.serving"):
             r = client.post("/v1/models/m:predict", content=b"{}")
         assert r.status_code == 500 and "simulated bug" in r.json()["error"]
@@ -453,3 +463,26 @@ def test_a_500_is_json_and_logged_with_its_traceback(caplog):
         assert client.get("/v1/models/m/versions/" + "9" * 5000).status_code == 400
         assert client.get("/healthz").json()["status"] == "ok"
     service.close()
+
+
+# ---------------------------------------------------------------- admission
+
+
+def test_admission_counts_bodies_as_they_arrive_and_slots_apart():
+    from workbench.cloud.serving.metrics import ServerMetrics
+    from workbench.cloud.serving.service import Admission
+
+    admission = Admission(max_requests=2, max_bytes=1000, metrics=ServerMetrics())
+    with admission.body() as slow, admission.body() as big:
+        slow.add(1)  # a body trickling in holds almost nothing ...
+        big.add(900)
+        with pytest.raises(RequestError, match="max-inflight-bytes") as err:
+            slow.add(200)  # ... until the budget is spent by others: 503
+        assert err.value.http_status == 503 and err.value.retry_after_s == 1
+        with admission.slot(), admission.slot():  # slots count requests, not bodies
+            with pytest.raises(RequestError, match="max-concurrent-requests"):
+                with admission.slot():
+                    pass
+    with admission.body() as alone:
+        alone.add(5_000)  # one request alone may exceed the budget (it would never fit else)
+    assert admission.bytes == 0 and admission.requests == 0

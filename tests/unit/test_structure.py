@@ -157,7 +157,9 @@ def test_every_wing_says_what_it_holds():
         assert doc and len(doc) > 40, f"{init.relative_to(ROOT)} needs a docstring"
 
 
-@pytest.mark.parametrize("notebook", sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")))
+@pytest.mark.parametrize(  # the numbered notebooks and their solutions
+    "notebook", sorted((ROOT / "notebooks").glob("**/[0-9][0-9]-*.ipynb"))
+)
 def test_notebooks_only_call(notebook):
     """Loops that build or measure belong in the package, with a test."""
     cells = json.loads(notebook.read_text())["cells"]

@@ -41,6 +41,36 @@ def test_winners_are_judged_on_validation_within_the_budget():
     assert [v.variant for v in variants.within_budget(vs, 1.0)] == ["float32", "int8", "slim"]
 
 
+def test_the_pick_rule_rejects_a_variant_within_the_budget_only_by_noise():
+    """The winner's curse, on synthetic deltas: among many noisy variants truly 2 pp worse than
+    the float model, the one that looks best on validation is lucky; the bound rejects it."""
+    rng = np.random.default_rng(0)
+    true_delta, noise = -2.0, 1.5
+    lucky = [
+        _v(f"v{i}", gzip=100 + i, p50=1.0, val=float(true_delta + noise * rng.standard_normal()))
+        for i in range(40)
+    ]
+    for v in lucky:
+        v.val_noise_pp = noise
+    steady = _v("int8", gzip=400, p50=2.0, val=-0.3)
+    steady.val_noise_pp = 0.3
+    vs = [_v("float32", gzip=1000, p50=3.0, val=0.0), steady, *lucky]
+    point = variants.winners(vs, 1.0)  # the point estimate picks a lucky one
+    assert point["smallest"].startswith("v")
+    assert variants.within_budget([next(v for v in vs if v.variant == point["smallest"])], 1.0)
+    picked = variants.winners(vs, 1.0, confidence=0.95)
+    assert picked == {"smallest": "int8", "fastest": "int8"}
+    rule = variants.PickRule(1.0, 0.95)
+    assert rule.z == pytest.approx(1.645, abs=1e-3)
+    assert rule.bound_pp(steady) == pytest.approx(-0.3 - 1.645 * 0.3, abs=1e-3)
+    assert rule.certifies(steady)
+    assert not any(rule.certifies(v) for v in lucky)
+    # a quarter of the noise needs 16x the validation images to be certified at zero loss
+    assert rule.images_needed(noise, 544) == int(np.ceil(544 * (rule.z * 1.5) ** 2))
+    with pytest.raises(ValueError, match="confidence"):
+        variants.PickRule(1.0, 1.2)
+
+
 def test_frontier_keeps_only_what_nothing_beats():
     vs = [
         _v("a", gzip=100, p50=3.0, val=-5.0),

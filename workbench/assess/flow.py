@@ -46,6 +46,7 @@ class Settings:
     space: search.SearchSpace = field(default_factory=search.SearchSpace)
     links: tuple[str, ...] = tuple(latency.LINKS)  # links to compare on
     budget_pp: float = 1.0  # accuracy a variant may lose (validation images), points
+    confidence: float = 0.9  # a winner's lower confidence bound must be within the budget
     validation_fraction: float = VALIDATION_FRACTION  # training images held out to judge variants
     n_train: int | None = None  # cap on training images (None: all)
     n_test: int | None = None  # cap on test images (None: all)
@@ -58,6 +59,7 @@ class Settings:
     seed: int = 0
 
 
+DEFAULT_PROFILE = "default"  # what `workbench assess` and assess() use unless told otherwise
 PROFILES: dict[str, Settings] = {
     # Notebook 03's search without its teaching extras (plain QAT, the ends pruned too, 90%
     # sparsity), none of which won on the CIFAR model: with them, assessing that model
@@ -103,19 +105,28 @@ def assess(
     input_scale: float | None = None,
     class_names: list[str] | None = None,
     progress: bool = True,
+    trust_model: bool = False,
+    max_data_bytes: int | None = None,
 ) -> dict:
     """Run the whole flow for one model and dataset; write ``out_dir``; return the assessment.
+
+    ``settings``: how much work each stage does; by default the ``default`` profile
+    (:data:`DEFAULT_PROFILE`), the same as ``workbench assess`` without ``--profile``.
+    ``trust_model`` loads the model without the safety checks (a model file is code:
+    :mod:`workbench.models.trust`); ``max_data_bytes`` caps the decoded data (default: a
+    share of this machine's memory).
 
     Raises:
         workbench.models.loading.ContractError: the model, the data or the pair is wrong
             (checked before anything is written).
         workbench.data.datasets.DatasetError: the dataset cannot be read.
-        AssessError: ``out_dir`` holds something other than an earlier assessment.
+        AssessError: ``out_dir`` holds files an earlier assessment did not write (listed).
     """
+    from workbench.assess import schema
     from workbench.core import atomic
 
     start = time.perf_counter()
-    settings = settings or Settings()
+    settings = settings or PROFILES[DEFAULT_PROFILE]
     out_dir = Path(out_dir).expanduser()
     _check_out_dir(out_dir)
     unknown = [k for k in (*settings.links, settings.split_link) if k not in latency.LINKS]
@@ -131,22 +142,70 @@ def assess(
         n_test=settings.n_test,
         validation_fraction=settings.validation_fraction,
         seed=settings.seed,
+        trust_model=trust_model,
+        max_data_bytes=max_data_bytes,
     )
     with atomic.temp_dir(out_dir) as tmp:
         result = run(subject, tmp, settings=settings, progress=progress)
         result["seconds"] = time.perf_counter() - start
+        # the format's version and what shaped the figures first (workbench/assess/schema.py)
+        result = {
+            "schema_version": schema.SCHEMA_VERSION,
+            "packages": schema.package_versions(),
+            **result,
+        }
+        written = {*_entries(tmp), summary.ASSESSMENT, "index.html"}
+        result[WRITTEN_BY_KEY] = {"tool": WRITTEN_BY, "entries": sorted(written)}
         atomic.write_json(tmp / summary.ASSESSMENT, recorder.jsonable(result))
         summary.write_page(result, tmp / "index.html")
     return result
 
 
+# assessment.json records what the workbench wrote; --out replaces nothing else
+WRITTEN_BY_KEY = "written_by"
+WRITTEN_BY = "workbench assess"
+
+
+def _entries(folder: Path) -> set[str]:
+    """Every file and folder under ``folder``, relative, ``/``-separated (links not followed)."""
+    import os
+
+    found = set()
+    for root, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            found.add((Path(root) / name).relative_to(folder).as_posix())
+    return found
+
+
+def _written_by_us(assessment: Path) -> set[str] | None:
+    """The entries an earlier assessment recorded writing, or None (no such record)."""
+    import json
+
+    try:
+        doc = json.loads(assessment.read_text())
+        record = doc[WRITTEN_BY_KEY]
+        if record["tool"] == WRITTEN_BY and all(isinstance(e, str) for e in record["entries"]):
+            return set(record["entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
 def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` folder holding anything an earlier assessment did not write."""
     if out_dir.exists() and not out_dir.is_dir():
         raise AssessError(f"--out {out_dir} is a file; give a folder (it will be created).")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / summary.ASSESSMENT).exists():
+    present = _entries(out_dir) if out_dir.is_dir() else set()
+    if not present:
+        return
+    ours = _written_by_us(out_dir / summary.ASSESSMENT) or set()
+    foreign = sorted(present - ours)
+    if foreign:
+        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if foreign[10:] else "")
         raise AssessError(
-            f"--out {out_dir} already holds files that are not an earlier assessment; the "
-            "assessment replaces the whole folder, so give a new or empty one."
+            f"--out {out_dir} holds {len(foreign)} file(s) or folder(s) that no earlier "
+            f"assessment wrote: {shown}. The assessment replaces the whole folder, so it "
+            "refuses rather than delete them: move them away, or give a new or empty folder."
         )
 
 
@@ -175,12 +234,15 @@ def run(subject: Subject, out: Path, *, settings: Settings, progress: bool = Tru
         evaluation,
         input_scale=input_scale,
         budget_pp=settings.budget_pp,
+        confidence=settings.confidence,
         settings=variant_settings,
         space=settings.space,
         out_dir=out / "edge",
         progress=progress,
     )
     built, best = found.variants, found.winners
+    variant_rows = [_variant_row(v) for v in built]
+    _explain_int8(variant_rows, subject, settings)
     edge_name = best["fastest"] or "float32"
     edge_variant = found.variant(edge_name)
     ok = [v for v in built if v.ok]
@@ -257,9 +319,12 @@ def run(subject: Subject, out: Path, *, settings: Settings, progress: bool = Tru
             "test_accuracy": evaluation.float_accuracy,
             "validation_accuracy": evaluation.float_val_accuracy,
         },
-        "variants": [_variant_row(v) for v in built],
+        "variants": variant_rows,
         "budget_pp": settings.budget_pp,
         "winners": best,
+        "picks": found.picks(),
+        "pick_rule": found.rule.describe(),
+        "uncertified_winners": found.uncertified_winners,
         "frontier": {"size": found.frontier_size, "speed": found.frontier_speed},
         "search_log": found.log,
         "edge_variant": edge_name,
@@ -294,12 +359,36 @@ def _variant_row(v) -> dict:
     return row
 
 
+QUANT_DEBUG_BELOW = 0.9  # int8 agreeing less with the float model: say which layers lose
+
+
+def _explain_int8(rows: list[dict], subject: Subject, settings: Settings) -> None:
+    """Where int8 agrees with the float model on fewer than :data:`QUANT_DEBUG_BELOW` of the
+    test images, add ``quant_debug`` to its row: the layers TFLite's quantization debugger
+    finds losing most (:func:`workbench.edge.convert.quantization_debug`)."""
+    from workbench.edge import convert
+
+    row = next((r for r in rows if r["variant"] == "int8" and r["status"] == "ok"), None)
+    if row is None or row["agreement_float"] >= QUANT_DEBUG_BELOW:
+        return
+    c = subject.classifier
+    source = c.native if hasattr(c.native, "layers") else c.path
+    row["quant_debug"] = convert.quantization_debug(
+        source,
+        subject.x_train,
+        input_scale=subject.input_scale,
+        samples=min(64, settings.variants.calibration_samples),
+        seed=settings.seed,
+    )
+
+
 def _split_stage(classifier, evaluation, cloud, settings, links, out, figures) -> dict:
     from workbench.collab import split
     from workbench.report import plots
 
+    keras_graph = hasattr(classifier.native, "layers")  # Keras 3 or tf-keras: no bridge needed
     result = split.split_stage(
-        classifier.keras_model,
+        classifier.native if keras_graph else None,
         evaluation,
         links=links,
         server_overhead_ms=cloud.server_overhead_ms,
@@ -310,7 +399,7 @@ def _split_stage(classifier, evaluation, cloud, settings, links, out, figures) -
         split_link=settings.split_link,
         serving_base=out / "serving_split",
         threads=settings.variants.threads,
-        unavailable=None if classifier.keras_model is not None else classifier.keras_note,
+        unavailable=None if keras_graph else classifier.keras_note,
     )
     if result["status"] == "ok":
         _save_figure(plots.split_times(result["measured"]), figures / "split-times.png")

@@ -16,7 +16,7 @@ def summary_lines(result: dict) -> list[str]:
     cascade = result["cascade"]
     splits = result["splits"]
     faster = {r["label"]: r["faster"] for r in result["links"]}
-    return [
+    lines = [
         f"Model {Path(model['file']).name} (sha256 {model['sha256'][:12]}..., {model['saved_by']}, "
         f"input {tuple(model['input_shape'])}, {model['num_classes']} classes); data "
         f"{data['source']} ({data['train_images']:,} train / {data['validation_images']:,} "
@@ -34,6 +34,26 @@ def summary_lines(result: dict) -> list[str]:
         f"with {cascade['cloud_fraction']:.0%} of requests sent to the cloud.",
         f"{result['assessed']['hardware_line']} Assessment took {result['seconds']:.0f} s.",
     ]
+    int8 = _int8_line(result)
+    return lines[:2] + ([int8] if int8 else []) + lines[2:]
+
+
+def _int8_line(result: dict) -> str | None:
+    """Why int8 disagrees with the float model, when the quantization debugger was asked."""
+    row = next((r for r in result["variants"] if r["variant"] == "int8"), None)
+    debug = (row or {}).get("quant_debug")
+    if not debug:
+        return None
+    head = f"int8 agrees with the float model on {row['agreement_float']:.1%} of the test images"
+    if "error" in debug or not debug.get("layers"):
+        return f"{head}; the quantization debugger could not say why ({debug.get('error')})."
+    worst = ", ".join(f"{r['layer']} ({r['rmse_over_scale']:.2f})" for r in debug["layers"][:3])
+    return (
+        f"{head}. Largest int8 errors, in quantization steps (rmse/scale; "
+        f"{debug['suspects']} of {debug['operations']} operations above "
+        f"{debug['suspect_above']:g}): {worst}. Keeping those layers float or "
+        "quantization-aware training (a qat/pqat variant) is what would fix it."
+    )
 
 
 def _split_line(splits: dict) -> str:
@@ -73,7 +93,8 @@ def write_page(result: dict, path: Path) -> Path:
                 f"val_delta_pp is the change on the validation images, which choose the winners. "
                 "Skipped variants say why."
             ],
-            tables=[Table([_short_row(r) for r in result["variants"]], row_name="variant")],
+            tables=[Table([_short_row(r) for r in result["variants"]], row_name="variant")]
+            + _quant_debug_tables(result),
             figures=[
                 Figure("figures/variants-pareto.png", alt="accuracy against size"),
                 Figure("figures/variants-latency.png", alt="latency per variant"),
@@ -142,3 +163,19 @@ def _short_row(row: dict) -> dict:
         "reason",
     )
     return {k: row.get(k) for k in keep if k in row}
+
+
+def _quant_debug_tables(result: dict) -> list:
+    """The int8 variant's worst layers by the quantization debugger, when it was run."""
+    from workbench.report import page
+
+    row = next((r for r in result["variants"] if r["variant"] == "int8"), None)
+    debug = (row or {}).get("quant_debug") or {}
+    if not debug.get("layers"):
+        return []
+    title = (
+        f"Where int8 loses: the {len(debug['layers'])} operations with the largest error "
+        f"(rmse/scale, in quantization steps; a rounding error alone is about 0.29), measured "
+        f"by TFLite's quantization debugger on {debug['samples']} training images"
+    )
+    return [page.Table(debug["layers"], title=title, row_name="layer")]

@@ -1,8 +1,10 @@
 """The client side of the cloud tier: TensorFlow Serving's REST and gRPC APIs from the edge.
 
 - :class:`ServingClient` talks to :mod:`workbench.cloud.serving` or to a real TensorFlow Serving,
-  over REST (``http://host:8501``, one kept-alive HTTP connection) or gRPC
-  (``grpc://host:8500``, the official ``tensorflow-serving-api`` stubs).
+  over REST (``http://host:8501`` or ``https://``, one kept-alive HTTP connection) or gRPC
+  (``grpc://host:8500``, or ``grpcs://`` over TLS, the official ``tensorflow-serving-api``
+  stubs), with a bearer token, a CA bundle to check the server and a client certificate
+  for mutual TLS when the server asks for them.
 - :func:`encode_images` builds predict requests in several encodings (:data:`ENCODINGS`):
   JSON bodies for REST, serialized ``PredictRequest`` messages (TensorProto payloads) for
   gRPC, because on a slow uplink the bytes decide. :func:`measure_encodings` measures them.
@@ -70,29 +72,50 @@ class ServingClient:
     """A client for TensorFlow Serving (this workbench's server or a real TF Serving).
 
     Args:
-        url: ``http://host:8501`` for REST (one kept-alive HTTP/1.1 connection, reconnected
-            once if the server closed it) or ``grpc://host:8500`` for gRPC.
+        url: ``http://host:8501`` or ``https://...`` for REST (one kept-alive HTTP/1.1
+            connection, reconnected once if the server closed it) or ``grpc://host:8500``
+            (``grpcs://`` over TLS) for gRPC.
         model: the model name.
         version: a version number, or ``None`` for the latest.
         timeout_s: per-request timeout.
+        token: a bearer token, sent as ``Authorization: Bearer <token>`` (gRPC: metadata).
+        ca_bundle: PEM file of the CA(s) that signed the server's certificate (default: the
+            system's); giving one also turns TLS on for a ``grpc://`` URL.
+        client_cert: for mutual TLS, ``(certificate file, key file)`` or one PEM file with both.
     """
 
     def __init__(
-        self, url: str, model: str, *, version: int | None = None, timeout_s: float = 30.0
+        self,
+        url: str,
+        model: str,
+        *,
+        version: int | None = None,
+        timeout_s: float = 30.0,
+        token: str | None = None,
+        ca_bundle: str | os.PathLike | None = None,
+        client_cert: tuple[str | os.PathLike, str | os.PathLike] | str | os.PathLike | None = None,
     ) -> None:
         from urllib.parse import urlsplit
 
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https", "grpc") or not parts.hostname:
-            raise ValueError(f"Not an http(s):// or grpc:// URL: {url!r}")
-        self.protocol = "grpc" if parts.scheme == "grpc" else "rest"
+        if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.hostname:
+            raise ValueError(f"Not an http(s):// or grpc(s):// URL: {url!r}")
+        self.protocol = "grpc" if parts.scheme.startswith("grpc") else "rest"
         self._scheme, self._host = parts.scheme, parts.hostname
-        default_port = {"https": 443, "http": 80, "grpc": GRPC_DEFAULT_PORT}[parts.scheme]
+        default_port = {"https": 443, "http": 80}.get(parts.scheme, GRPC_DEFAULT_PORT)
         self._port = parts.port or default_port
         self.model = model
         self.version = version
         self.timeout_s = timeout_s
+        self._token = token
+        self._ca_bundle = ca_bundle
+        self._client_cert = (
+            (client_cert, None) if isinstance(client_cert, str | os.PathLike) else client_cert
+        )
+        self._tls = parts.scheme in ("https", "grpcs") or (
+            self.protocol == "grpc" and ca_bundle is not None
+        )
         self._conn = None
         self._channel = None
         self._stubs: dict[str, Any] = {}
@@ -191,15 +214,23 @@ class ServingClient:
     # ------------------------------------------------------------ REST
 
     def _connection(self):
+        # http.client, not httpx (the package's HTTP client elsewhere): this connection times
+        # every predict (Prediction.elapsed_ms, loopback overhead in notebook 04), and httpx's
+        # per-request cost is of the order of the server overhead being measured.
         import http.client
 
         if self._conn is None:
-            cls = (
-                http.client.HTTPSConnection
-                if self._scheme == "https"
-                else http.client.HTTPConnection
-            )
-            self._conn = cls(self._host, self._port, timeout=self.timeout_s)
+            if self._scheme == "https":
+                self._conn = http.client.HTTPSConnection(
+                    self._host,
+                    self._port,
+                    timeout=self.timeout_s,
+                    context=ssl_context(self._ca_bundle, self._client_cert),
+                )
+            else:
+                self._conn = http.client.HTTPConnection(
+                    self._host, self._port, timeout=self.timeout_s
+                )
         return self._conn
 
     def _request(
@@ -208,6 +239,8 @@ class ServingClient:
         import http.client
 
         headers = {"Content-Type": "application/json"} if content is not None else {}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         for attempt in (1, 2):
             conn = self._connection()
             try:
@@ -250,18 +283,21 @@ class ServingClient:
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         if self._channel is None:
-            channel = grpc.insecure_channel(
-                f"{self._host}:{self._port}",
-                options=[
-                    ("grpc.max_receive_message_length", -1),
-                    ("grpc.max_send_message_length", -1),
-                ],
-            )
+            options = [
+                ("grpc.max_receive_message_length", -1),
+                ("grpc.max_send_message_length", -1),
+            ]
+            target = f"{self._host}:{self._port}"
+            if self._tls:
+                channel = grpc.secure_channel(target, self._grpc_credentials(), options=options)
+            else:
+                channel = grpc.insecure_channel(target, options=options)
             try:
                 grpc.channel_ready_future(channel).result(timeout=min(self.timeout_s, 10.0))
             except grpc.FutureTimeoutError as err:
                 channel.close()
-                raise ServerUnreachableError(_unreachable(self.url, err)) from err
+                hint = " (over TLS: check ca_bundle and client_cert too)" if self._tls else ""
+                raise ServerUnreachableError(_unreachable(self.url, err) + hint) from err
             self._channel = channel
             self._stubs = {
                 "predict": prediction_service_pb2_grpc.PredictionServiceStub(channel),
@@ -269,12 +305,28 @@ class ServingClient:
             }
         return self._stubs[which]
 
+    def _grpc_credentials(self):
+        from pathlib import Path
+
+        import grpc
+
+        ca = Path(self._ca_bundle).read_bytes() if self._ca_bundle is not None else None
+        key = chain = None
+        if self._client_cert is not None:
+            cert, key_file = self._client_cert
+            chain = Path(cert).read_bytes()
+            key = Path(key_file).read_bytes() if key_file is not None else chain
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=chain
+        )
+
     def _grpc_call(self, stub: str, method: str, request) -> tuple[Any, Any]:
         import grpc
 
         call = getattr(self._grpc_stub(stub), method)
+        metadata = (("authorization", f"Bearer {self._token}"),) if self._token else None
         try:
-            return call.with_call(request, timeout=self.timeout_s)
+            return call.with_call(request, timeout=self.timeout_s, metadata=metadata)
         except grpc.RpcError as err:
             code = err.code().name
             message = f"{method} {self.url} -> {code}: {err.details()}"
@@ -300,6 +352,21 @@ class ServingClient:
             request_bytes=request.ByteSize(),
             response_bytes=response.ByteSize(),
         )
+
+
+def ssl_context(
+    ca_bundle: str | os.PathLike | None = None,
+    client_cert: tuple[str | os.PathLike, str | os.PathLike | None] | None = None,
+):
+    """An ``ssl.SSLContext`` that checks the server against ``ca_bundle`` (default: the system's
+    CAs) and presents ``client_cert`` = ``(certificate, key)`` for mutual TLS if given."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=None if ca_bundle is None else str(ca_bundle))
+    if client_cert is not None:
+        cert, key = client_cert
+        context.load_cert_chain(str(cert), None if key is None else str(key))
+    return context
 
 
 def _unreachable(url: str, err: Exception) -> str:
@@ -413,11 +480,13 @@ def measure_encodings(
     grpc_url: str | None = None,
     repeats: int = 200,
     warmup: int = 10,
+    client_options: dict | None = None,
 ) -> list[dict]:
     """Bytes and loopback latency of one request in each encoding of :data:`ENCODINGS`.
 
     REST encodings go to ``url``, gRPC ones to ``grpc_url`` (skipped when None). Server
     overhead = loopback p50 - the server's compute p50 (from ``Server-Timing``).
+    ``client_options`` are :class:`ServingClient` keywords (``token``, ``ca_bundle``, ...).
 
     Returns:
         one row per encoding: protocol, request/response bytes, loopback p50/p95, compute
@@ -433,7 +502,7 @@ def measure_encodings(
             continue
         body = encode_images(images, encoding)
         compute: list[float] = []
-        with ServingClient(target, model, timeout_s=60) as client:
+        with ServingClient(target, model, timeout_s=60, **(client_options or {})) as client:
             first = client.predict_body(body)
 
             def call(client=client, body=body, compute=compute) -> None:
@@ -469,12 +538,13 @@ def load_test(
     requests: int = 400,
     server_pid: int | None = None,
     timeout_s: float = 60.0,
+    client_options: dict | None = None,
 ) -> dict:
     """Send ``requests`` predict calls from ``clients`` concurrent clients; measure the server.
 
     ``url`` may be REST or gRPC (``body`` then from a gRPC encoding). Throughput = completed
     requests / wall time. Utilisation = server CPU time / (wall time x cores), read from the
-    server process with psutil.
+    server process with psutil. ``client_options`` are :class:`ServingClient` keywords.
 
     Returns:
         throughput, latency percentiles under load, failures (of which ``overloaded``: 503 /
@@ -494,7 +564,7 @@ def load_test(
 
     def worker(n: int) -> tuple[list[float], int, int]:
         lat, failed, overloaded = [], 0, 0
-        with ServingClient(url, model, timeout_s=timeout_s) as client:
+        with ServingClient(url, model, timeout_s=timeout_s, **(client_options or {})) as client:
             for _ in range(n):
                 try:
                     lat.append(client.predict_body(body).elapsed_ms)
@@ -524,12 +594,27 @@ def load_test(
     }
 
 
-def read_metrics(url: str) -> dict:
-    """Scrape ``/metrics`` into ``{sample name: [(labels, value), ...]}``."""
+def read_metrics(
+    url: str,
+    *,
+    token: str | None = None,
+    ca_bundle: str | os.PathLike | None = None,
+    client_cert: tuple[str | os.PathLike, str | os.PathLike] | None = None,
+) -> dict:
+    """Scrape ``/metrics`` into ``{sample name: [(labels, value), ...]}`` (with a bearer token,
+    a CA bundle and a client certificate when the server asks for them)."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{url.rstrip('/')}/metrics", timeout=10, trust_env=False).text
+    response = httpx.get(
+        f"{url.rstrip('/')}/metrics",
+        timeout=10,
+        trust_env=False,
+        headers={"Authorization": f"Bearer {token}"} if token else None,
+        verify=ssl_context(ca_bundle, client_cert),
+    )
+    response.raise_for_status()
+    text = response.text
     out: dict[str, list[tuple[dict, float]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -296,3 +296,36 @@ def write_metadata(path: str | os.PathLike, metadata: dict) -> Path:
     if is_chief():
         atomic.write_json(path, metadata, indent=2, default=str)
     return path
+
+
+TFLITE_FILE = "model.tflite"  # what `serve --prefer-tflite-model` serves, next to saved_model.pb
+
+
+def add_tflite(version_dir: str | os.PathLike) -> Path:
+    """Convert a SavedModel version's ``serving_default`` to float32 TFLite, written beside it.
+
+    TensorFlow Serving (``--prefer_tflite_model``) and the workbench's server
+    (``--prefer-tflite-model``) then serve ``model.tflite`` with the TFLite runtime instead of
+    TensorFlow, with the same inputs and outputs (the SavedModel's scaling is part of the
+    graph). Only ``serving_default`` is converted: other signatures (such as a PNG-decoding
+    one) use operations TFLite's built-in set does not have. The file is written atomically.
+
+    Raises:
+        ExportError: the folder holds no SavedModel, or the converter refused it.
+    """
+    import tensorflow as tf
+
+    from workbench.core import quiet
+
+    version_dir = Path(version_dir)
+    if not (version_dir / "saved_model.pb").exists():
+        raise ExportError(f"No SavedModel in {version_dir}: export it first.")
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(version_dir), signature_keys=["serving_default"]
+    )
+    try:
+        with quiet.native_output("the TFLite converter"):
+            blob = converter.convert()
+    except Exception as err:  # noqa: BLE001 - the converter raises many types
+        raise ExportError(f"Could not convert {version_dir} to TFLite: {err}") from err
+    return atomic.write_bytes(version_dir / TFLITE_FILE, blob)

@@ -90,3 +90,55 @@ def cascades(
             "edge_accuracy": float(np.mean(np.argmax(probs, 1) == y)),
         }
     return out
+
+
+def latency_table(
+    edge_probs: np.ndarray,
+    *,
+    threshold: float,
+    edge_ms: dict[str, float],
+    cloud_ms: dict[str, float],
+) -> list[dict]:
+    """The cascade's latency per device and link, against all-edge and all-cloud.
+
+    ``edge_ms``: the edge model's latency on each device (measured or estimated);
+    ``cloud_ms``: the cloud's end-to-end latency over each link. A request below the
+    confidence ``threshold`` waits for the edge and then the cloud; the others for the edge
+    alone. All-cloud sends every request straight to the cloud (no edge model at all).
+    """
+    to_cloud = edge_probs.max(1) < threshold
+    rows = []
+    for device, e_ms in edge_ms.items():
+        for link, c_ms in cloud_ms.items():
+            lat = e_ms + to_cloud * c_ms
+            rows.append(
+                {
+                    "device": device,
+                    "link": link,
+                    "all_edge_ms": e_ms,
+                    "all_cloud_ms": c_ms,
+                    "cascade_mean_ms": float(lat.mean()),
+                    "cascade_p95_ms": float(np.percentile(lat, 95)),
+                    "cloud_fraction": float(to_cloud.mean()),
+                }
+            )
+    return rows
+
+
+def choice_record(result: dict) -> dict:
+    """What a cascade chose, with both sides' accuracy: one entry of :func:`cascades`."""
+    choice = result["choice"]
+    return {
+        "threshold": choice["threshold"],
+        "accuracy": choice["accuracy"],
+        "cloud_fraction": choice["cloud_fraction"],
+        "edge_accuracy": result["edge_accuracy"],
+        "cloud_accuracy": result["cloud_accuracy"],
+        "target_accuracy": result["target_accuracy"],
+        "met": choice["accuracy"] >= result["target_accuracy"],
+    }
+
+
+def summary(results: dict[str, dict]) -> list[dict]:
+    """One row per edge model of :func:`cascades`: its choice, as :func:`choice_record`."""
+    return [{"edge model": name, **choice_record(r)} for name, r in results.items()]

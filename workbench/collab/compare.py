@@ -16,13 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core import timing
-from workbench.network import latency, validation
-from workbench.network.emulation import EmulatedLink as EmulatedLink
-from workbench.network.emulation import LinkEmulationError as LinkEmulationError
-from workbench.network.emulation import emulated_link as emulated_link
-from workbench.network.emulation import netem_available as netem_available
-from workbench.network.emulation import shaping_available as shaping_available
-from workbench.network.emulation import teardown as teardown
+from workbench.network import emulation, latency, validation
 
 
 @dataclass
@@ -97,7 +91,7 @@ def export_cloud_model(classifier, *, base: Path, name: str, input_scale: float 
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(classifier.path, target)
         return target
-    model = classifier.keras_model if classifier.keras_model is not None else classifier.native
+    model = classifier.native  # the model as it came (Keras 3 needs no bridge to be served)
     return Path(export.export_saved_model(model, base=base, name=name, input_scale=input_scale))
 
 
@@ -155,6 +149,56 @@ def measure_payloads(
     return rows
 
 
+def export_cloud(cloud_model, *, base: Path) -> str:
+    """Put the cloud's model in the serving base (unless notebook 02 already exported it
+    there) and return the name the server knows it by.
+
+    ``cloud_model``: a :class:`workbench.models.subject.CloudModel`.
+    """
+    exported = getattr(cloud_model, "exported", None)
+    if exported is not None and Path(exported).is_dir():
+        if Path(exported).parent.parent.resolve() == Path(base).resolve():
+            return Path(exported).parent.name
+    export_cloud_model(
+        cloud_model.classifier,
+        base=base,
+        name=cloud_model.name,
+        input_scale=cloud_model.input_scale,
+    )
+    return cloud_model.name
+
+
+def measure_served(
+    server,
+    name: str,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    repeats: int = 100,
+    batch_size: int = 64,
+    has_png: bool = True,
+    serving_base: Path | None = None,
+) -> CloudMeasurement:
+    """A running server's model: accuracy through it, and each encoding's bytes and latency.
+
+    ``serving_base``: where the server loads it from (recorded with the measurement)."""
+    from workbench.cloud import serving
+
+    with serving.ServingClient(server.url, name) as client:
+        probs = score(client, x_test, batch_size=batch_size)
+    rows = measure_payloads(server, name, x_test, repeats=repeats, has_png=has_png)
+    best = min(rows, key=lambda r: r["request_bytes"])
+    return CloudMeasurement(
+        probabilities=probs,
+        accuracy=float(np.mean(probs.argmax(1) == y_test)),
+        encodings=rows,
+        best_encoding=best["encoding"],
+        server_overhead_ms=float(best["overhead_p50_ms"]),
+        model_name=name,
+        serving_base=str(serving_base or ""),
+    )
+
+
 def measure_cloud(
     classifier,
     x_test: np.ndarray,
@@ -178,19 +222,51 @@ def measure_cloud(
     export_cloud_model(classifier, base=serving_base, name=name, input_scale=input_scale)
     has_png = getattr(classifier, "_signature", None) is None
     with serving.serving(serving_base, grpc=True) as server:
-        with serving.ServingClient(server.url, name) as client:
-            probs = score(client, x_test, batch_size=batch_size)
-        rows = measure_payloads(server, name, x_test, repeats=repeats, has_png=has_png)
-    best = min(rows, key=lambda r: r["request_bytes"])
-    return CloudMeasurement(
-        probabilities=probs,
-        accuracy=float(np.mean(probs.argmax(1) == y_test)),
-        encodings=rows,
-        best_encoding=best["encoding"],
-        server_overhead_ms=float(best["overhead_p50_ms"]),
-        model_name=name,
-        serving_base=str(serving_base),
-    )
+        return measure_served(
+            server,
+            name,
+            x_test,
+            y_test,
+            repeats=repeats,
+            batch_size=batch_size,
+            has_png=has_png,
+            serving_base=serving_base,
+        )
+
+
+def server_runtimes(base: Path, name: str, image: np.ndarray, *, repeats: int = 100) -> list[dict]:
+    """The served model's compute per image with TensorFlow's runtime and with LiteRT's.
+
+    The server runs twice on ``base``: as it is, and with ``prefer_tflite_model`` (a
+    ``model.tflite`` next to the SavedModel, :func:`workbench.cloud.export.add_tflite`). Each
+    time one image (``image``, shape ``(1, H, W, C)``) is sent ``repeats`` times after warm-up;
+    the compute time is the server's own (``Server-Timing``), the loopback time the client's.
+    """
+    from workbench.cloud import serving
+
+    rows = []
+    encoding = "json" if image.dtype == np.uint8 else "json_float32"
+    body = request_body(image, encoding)
+    for runtime, prefer in (("TensorFlow", False), ("LiteRT", True)):
+        with (
+            serving.serving(base, prefer_tflite_model=prefer) as server,
+            serving.ServingClient(server.url, name) as client,
+        ):
+            compute: list[float] = []
+
+            def call(client=client, compute=compute) -> None:
+                compute.append(client.predict_body(body).server_compute_ms or float("nan"))
+
+            stats = timing.measure_latency(call, warmup=10, repeats=repeats)
+        rows.append(
+            {
+                "runtime": runtime,
+                "compute_p50_ms": float(np.nanmedian(compute[-stats.n :])),
+                "loopback_p50_ms": stats.p50_ms,
+                "loopback_p95_ms": stats.p95_ms,
+            }
+        )
+    return rows
 
 
 def compare(
@@ -200,19 +276,16 @@ def compare(
     edge_p95_ms: float,
     edge_accuracy: float,
     links: dict[str, latency.Link] | None = None,
-    edge_slowdown: float = 1.0,
 ) -> list[dict]:
     """Edge against cloud on every link (the cloud sends its smallest encoding).
 
-    ``edge_slowdown`` scales the edge's measured latency: a what-if for a device that many
-    times slower than this CPU (1: as measured). Rows are those of
-    :func:`workbench.network.validation.compare_links`, plus the link's key.
+    Rows are those of :func:`workbench.network.validation.compare_links`, plus the link's key.
     """
     best = cloud.best
     links = links or latency.LINKS
     rows = validation.compare_links(
-        edge_p50_ms=edge_p50_ms * edge_slowdown,
-        edge_p95_ms=edge_p95_ms * edge_slowdown,
+        edge_p50_ms=edge_p50_ms,
+        edge_p95_ms=edge_p95_ms,
         loopback_p50_ms=best["loopback_p50_ms"],
         loopback_p95_ms=best["loopback_p95_ms"],
         request_bytes=int(best["request_bytes"]),
@@ -224,6 +297,60 @@ def compare(
     for key, row in zip(links, rows, strict=True):
         row["key"] = key
     return rows
+
+
+def compare_devices(
+    cloud: CloudMeasurement,
+    *,
+    edge_devices: list[dict],
+    edge_accuracy: float,
+    links: dict[str, latency.Link] | None = None,
+) -> list[dict]:
+    """Edge against cloud for every device class and link.
+
+    ``edge_devices``: rows ``{device, source, p50_ms, p95_ms, ...}`` (measured on the device
+    or estimated from its MACs, :func:`workbench.edge.devices.device_table`); a row without a
+    p95 uses its p50. Each result row is :func:`compare`'s for that device, plus ``device``
+    and ``edge_source``. Devices the model has no estimate for (``p50_ms`` None) are left out.
+    """
+    rows = []
+    for d in edge_devices:
+        if d.get("p50_ms") is None:
+            continue
+        for row in compare(
+            cloud,
+            edge_p50_ms=d["p50_ms"],
+            edge_p95_ms=d.get("p95_ms") or d["p50_ms"],
+            edge_accuracy=edge_accuracy,
+            links=links,
+        ):
+            rows.append({"device": d["device"], "edge_source": d["source"], **row})
+    return rows
+
+
+def validate_links(
+    names: tuple[str, ...],
+    *,
+    model_base,
+    model_name: str,
+    body: bytes,
+    loopback_p50_ms: float,
+    response_bytes: int,
+    requests: int = 20,
+) -> list[dict]:
+    """:func:`validate_model` on each named link (``workbench.network.latency.LINKS``)."""
+    return [
+        validate_model(
+            latency.LINKS[name],
+            model_base=model_base,
+            model_name=model_name,
+            body=body,
+            loopback_p50_ms=loopback_p50_ms,
+            response_bytes=response_bytes,
+            requests=requests,
+        )
+        for name in names
+    ]
 
 
 def batching_verdict(rows: list[dict], *, gain: float = 1.1) -> dict:
@@ -268,7 +395,7 @@ def validate_model(
     from workbench.cloud import serving
 
     with (
-        emulated_link(link) as net,
+        emulation.emulated_link(link) as net,
         serving.serving(model_base, host=net.ns_ip, netns=net.netns) as server,
     ):
         with serving.ServingClient(server.url, model_name, timeout_s=60) as client:

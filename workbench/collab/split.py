@@ -3,8 +3,10 @@
 Split computing (Neurosurgeon, Kang et al., ASPLOS 2017): run the first layers on
 the edge, send the intermediate activation (quantized to int8) over the network, run the
 rest in the cloud. A cut is only possible where exactly one tensor crosses from the edge
-part to the cloud part: :func:`cut_points` derives those cuts from the model's graph (a
-layer inside a residual branch or one arm of a concatenation is not a cut point);
+part to the cloud part: :func:`cut_points` derives those cuts from the model's graph of
+calls, layers and ``keras.ops`` operations alike, in the Keras the model came in (Keras 3
+or tf-keras; a call inside a residual branch, a squeeze-and-excitation block or one arm of
+a concatenation is not a cut point);
 :func:`split_model` builds the two halves; :func:`measure_splits` measures each cut and
 :func:`best_splits` picks the fastest per link; :func:`run_split` runs one for real
 through the model server.
@@ -19,6 +21,7 @@ import numpy as np
 
 import workbench  # noqa: F401 - selects Keras 2 before TensorFlow loads
 from workbench.core import timing
+from workbench.models import graph
 from workbench.network import latency
 
 # ===================================================================== split computing
@@ -28,110 +31,50 @@ INPUT = "input"  # the cut before the first layer: everything runs in the cloud
 
 @dataclass(frozen=True)
 class CutPoint:
-    """A valid cut: the output of layer ``after`` is the only tensor crossing the network.
+    """A valid cut: the output of the call ``after`` (a layer or an operation) is the only
+    tensor crossing the network.
 
     ``index`` orders the cuts from the input (0, all cloud) to the output (all edge).
     """
 
     index: int
-    after: str  # the last edge-side layer ("input": nothing runs on the edge)
+    after: str  # the last edge-side call ("input": nothing runs on the edge)
     activation_shape: tuple[int, ...]  # per image, what crosses the network
-    depth: int  # how many layers run on the edge side (a proxy for edge work)
+    depth: int  # how many calls run on the edge side (a proxy for edge work)
 
     @property
     def values(self) -> int:
         return int(np.prod(self.activation_shape))
 
 
-class _Graph:
-    """The nodes of a tf-keras functional model, with producers and consumers of each tensor."""
-
-    def __init__(self, model) -> None:
-        if not hasattr(model, "_network_nodes") or not hasattr(model, "_nodes_by_depth"):
-            raise ValueError(
-                f"{type(model).__name__} is not a tf-keras functional or Sequential model with "
-                "a known graph; split computing needs one (build it with keras.Input)."
-            )
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise ValueError("split computing needs a model with one input and one output")
-        self.model = model
-        order = []
-        for depth in sorted(model._nodes_by_depth, reverse=True):  # input side first
-            order += [n for n in model._nodes_by_depth[depth] if not n.is_input]
-        self.nodes = order
-        self.producer = {id(t): n for n in order for t in _flat(n.outputs)}
-        self.consumers: dict[int, list] = {}
-        for n in order:
-            for t in n.keras_inputs:
-                self.consumers.setdefault(id(t), []).append(n)
-
-    def calls(self, layer) -> int:
-        """How many times this model calls ``layer`` (more than once: a shared layer)."""
-        return sum(n.layer is layer for n in self.nodes)
-
-    def ancestors(self, node) -> set[int]:
-        """ids of ``node`` and every node it depends on."""
-        seen, stack = set(), [node]
-        while stack:
-            n = stack.pop()
-            if id(n) in seen:
-                continue
-            seen.add(id(n))
-            stack += [self.producer[id(t)] for t in n.keras_inputs if id(t) in self.producer]
-        return seen
-
-    def crossing(self, edge_ids: set[int]) -> list:
-        """Tensors produced on the edge side and needed on the cloud side (or as output)."""
-        out_ids = {id(t) for t in self.model.outputs}
-        crossing = [  # the model input, if the cloud side needs it too (a long skip)
-            t
-            for t in self.model.inputs
-            if any(id(u) not in edge_ids for u in self.consumers.get(id(t), []))
-        ]
-        for n in self.nodes:
-            if id(n) not in edge_ids:
-                continue
-            for t in _flat(n.outputs):
-                users = self.consumers.get(id(t), [])
-                if any(id(u) not in edge_ids for u in users) or id(t) in out_ids:
-                    crossing.append(t)
-        return crossing
-
-
-def _flat(x) -> list:
-    import tensorflow as tf
-
-    return tf.nest.flatten(x)
-
-
 def cut_points(model) -> list[CutPoint]:
     """Every valid cut of ``model``, from the input (all cloud) to the output (all edge).
 
-    A layer's output is a valid cut when the layer and everything it depends on (the edge
-    part) hand exactly one tensor, that output, to the rest (the cloud part). Inside a
-    residual block the skip tensor also crosses, so those layers are not cut points; the
-    block's output (after the add) is. Shared layers (called more than once) are skipped.
+    Works on the model in the Keras it came in: a Keras 3 functional model (whose graph
+    also holds ``keras.ops`` operations, such as the ``x + 3.0`` inside a hard sigmoid) or a
+    tf-keras one. A call's output is a valid cut when every path from the input to the
+    output passes through it: the call and everything it depends on (the edge part) then
+    hand exactly one tensor, that output, to the rest (the cloud part). The inside of a
+    residual block, of an inverted-residual block and of a squeeze-and-excitation block is
+    no cut (the skip, or the tensor the excitation multiplies, crosses too); the block's
+    output is. Shared layers (called more than once) are skipped. Both ends are always
+    cuts: the input (all cloud) and the last call (all edge).
 
     Raises:
-        ValueError: the model has no usable graph (e.g. a subclassed model).
+        ValueError: the model has no usable graph (e.g. a subclassed model), or more than
+            one input or output.
     """
-    graph = _Graph(model)
-    points = [CutPoint(0, INPUT, tuple(model.inputs[0].shape[1:]), 0)]
-    last = graph.producer[id(model.outputs[0])]
-    for n in graph.nodes:
-        layer = n.layer
-        outs = _flat(n.outputs)
-        if n is last or len(outs) != 1 or graph.calls(layer) != 1:
-            continue
-        edge_ids = graph.ancestors(n)
-        if [id(t) for t in graph.crossing(edge_ids)] == [id(outs[0])]:
-            points.append(
-                CutPoint(len(points), layer.name, tuple(outs[0].shape[1:]), len(edge_ids))
-            )
-    points.append(
-        CutPoint(len(points), last.layer.name, tuple(model.outputs[0].shape[1:]), len(graph.nodes))
-    )
+    g = graph.OpGraph(model)
+    points = [CutPoint(0, INPUT, _shape(g.input), 0)]
+    for n in g.cut_nodes():
+        points.append(CutPoint(len(points), n.name, _shape(n.outputs[0]), len(g.ancestors(n))))
+    last = g.producer[id(g.output)]
+    points.append(CutPoint(len(points), last.name, _shape(g.output), len(g.nodes)))
     return points
+
+
+def _shape(tensor) -> tuple[int, ...]:
+    return tuple(int(d) for d in tensor.shape[1:])
 
 
 def choose_cuts(points: list[CutPoint], max_cuts: int) -> list[CutPoint]:
@@ -146,41 +89,50 @@ def choose_cuts(points: list[CutPoint], max_cuts: int) -> list[CutPoint]:
 
 
 def split_model(model, after: str):
-    """``(prefix, suffix)`` tf-keras models around the cut after layer ``after``.
+    """``(prefix, suffix)`` models around the cut after the call named ``after``.
 
-    ``after="input"`` gives ``(None, model)``; the last layer gives ``(model, None)``.
-    The halves share the model's layers (and weights).
+    ``after="input"`` gives ``(None, model)``; the last call gives ``(model, None)``. The
+    halves are models of the same Keras as ``model`` (Keras 3 or tf-keras) and share its
+    layers (and weights).
 
     Raises:
         ValueError: ``after`` is not a valid cut point (names the valid ones).
     """
-    import tf_keras as keras
-
-    points = {p.after: p for p in cut_points(model)}
-    if after not in points:
-        raise ValueError(
-            f"{after!r} is not a cut point of {model.name!r}: only layers whose output is the "
-            f"single tensor crossing from edge to cloud are. Valid cuts: {list(points)}"
-        )
     if after == INPUT:
+        graph.OpGraph(model)  # the same checks as for any other cut
         return None, model
-    graph = _Graph(model)
-    node = next(n for n in graph.nodes if n.layer.name == after)
-    cut = _flat(node.outputs)[0]
-    if id(cut) == id(model.outputs[0]):
+    g = graph.OpGraph(model)
+    node = next((n for n in g.nodes if n.name == after), None)
+    last = g.producer[id(g.output)]
+    if node is last:
         return model, None
-    prefix = keras.Model(model.inputs[0], cut, name=f"edge_until_{after}")
-    edge_ids = graph.ancestors(node)
-    activation = keras.Input(tuple(cut.shape[1:]), name="activation")
+    if node is None or not g.is_cut(node):
+        raise ValueError(
+            f"{after!r} is not a cut point of {model.name!r}: only calls whose output is the "
+            f"single tensor crossing from edge to cloud are. Valid cuts: "
+            f"{[p.after for p in cut_points(model)]}"
+        )
+    cut = node.outputs[0]
+    if graph.is_keras3_model(g.model):
+        import keras
+
+        prefix = keras.Model(g.input, cut, name=f"edge_until_{after}")
+        suffix = keras.Model(cut, g.output, name=f"cloud_after_{after}")  # cut: its input
+        return prefix, suffix
+    import tf_keras
+
+    prefix = tf_keras.Model(g.input, cut, name=f"edge_until_{after}")
+    edge_ids = g.ancestors(node)
+    activation = tf_keras.Input(_shape(cut), name="activation")
     tensors = {id(cut): activation}
-    for n in graph.nodes:
+    for n in g.nodes:
         if id(n) in edge_ids:
             continue
-        args, kwargs = _replace_tensors((n.call_args, n.call_kwargs), tensors)
-        outputs = n.layer(*args, **kwargs)
-        for old, new in zip(_flat(n.outputs), _flat(outputs), strict=True):
+        args, kwargs = _replace_tensors((n.args, n.kwargs), tensors)
+        outputs = n.op(*args, **kwargs)
+        for old, new in zip(n.outputs, graph.flat(outputs), strict=True):
             tensors[id(old)] = new
-    suffix = keras.Model(activation, tensors[id(model.outputs[0])], name=f"cloud_after_{after}")
+    suffix = tf_keras.Model(activation, tensors[id(g.output)], name=f"cloud_after_{after}")
     return prefix, suffix
 
 
@@ -221,7 +173,7 @@ def measure_splits(
     """Measure every cut: edge prefix (TFLite float32) and cloud suffix (TensorFlow) latency.
 
     Args:
-        model: the float tf-keras model.
+        model: the float Keras model (Keras 3 or tf-keras).
         x_sample: images in model units; the first one is timed.
         points: the cuts to measure (default: all of :func:`cut_points`).
 
@@ -230,13 +182,15 @@ def measure_splits(
         edge_ms, cloud_ms`` (p50 after warm-up).
     """
     import tensorflow as tf
-    from tqdm.auto import tqdm
 
+    from workbench.core.progressbar import track
     from workbench.edge import convert, runtime
 
     rows = []
     one = np.asarray(x_sample[:1], dtype=np.float32)
-    for p in tqdm(points or cut_points(model), desc="cut points", disable=not progress):
+    for p in track(
+        points or cut_points(model), desc="cut points", unit="cut", disable=not progress
+    ):
         prefix, suffix = split_model(model, p.after)
         edge_ms, activation = 0.0, one
         if prefix is not None:
@@ -493,7 +447,8 @@ def split_stage(
     all-edge end usually wins outright.
 
     Args:
-        model: the float tf-keras model (None: skipped, with ``unavailable`` as the reason).
+        model: the float Keras model, Keras 3 or tf-keras, as it was loaded (None: skipped,
+            with ``unavailable`` as the reason).
         evaluation: :class:`workbench.models.subject.Evaluation` (test and validation images in
             model units, the float model's answers).
         server_overhead_ms, response_bytes: from the cloud measurement (loopback).
@@ -505,7 +460,7 @@ def split_stage(
         their ``totals``), ``run`` (:func:`run_split`'s result with its ``link``).
     """
     if model is None:
-        return {"status": "skipped", "reason": f"needs the model in tf-keras: {unavailable}"}
+        return {"status": "skipped", "reason": f"needs a Keras model with a graph: {unavailable}"}
     try:
         points = cut_points(model)
     except ValueError as err:

@@ -357,3 +357,16 @@ def machine_id() -> str:
     """What "this machine" means for recorded runs: CPU model, logical cores, usable cores."""
     h = hardware()
     return f"{h['cpu']} | {h['cores']} cores | affinity {h.get('cpu_affinity', '?')}"
+
+
+def accelerator() -> str | None:
+    """The GPU TensorFlow would use here, in words, or None (then the CPU does the work)."""
+    from workbench.core import quiet
+
+    tf = quiet.import_tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0]) or {}
+    name = details.get("device_name", gpus[0].name)
+    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({name})"

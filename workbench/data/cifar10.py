@@ -28,8 +28,6 @@ import json
 import os
 import pickle
 import tarfile
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -499,20 +497,25 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
 
 def _download(target: Path, *, timeout_s: float, cached: Path | None, notes: list[str]) -> Path:
     """Download the official archive to ``target`` (verified, atomic); clear error offline."""
+    import httpx  # the package's one HTTP client (proxies from the environment are honoured)
+
     try:
         with atomic.temp_path(target) as tmp:
             with (
-                urllib.request.urlopen(CIFAR10_URL, timeout=timeout_s) as response,
+                httpx.stream(
+                    "GET", CIFAR10_URL, timeout=timeout_s, follow_redirects=True
+                ) as response,
                 open(tmp, "wb") as out,
             ):
-                _copy_with_progress(response, out, total=CIFAR10_BYTES)
+                response.raise_for_status()
+                _copy_with_progress(response.iter_bytes(1 << 20), out, total=CIFAR10_BYTES)
             try:
                 verify_archive(tmp)
             except datasets.DatasetError as err:
                 raise datasets.DatasetError(
                     f"The download of {CIFAR10_URL} failed its check: {err}"
                 ) from None
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
+    except (httpx.HTTPError, OSError) as err:
         raise datasets.DatasetError(
             _nothing_found_message(
                 cached, reason=f"the download of {CIFAR10_URL} failed: {err}", notes=notes
@@ -521,10 +524,12 @@ def _download(target: Path, *, timeout_s: float, cached: Path | None, notes: lis
     return target
 
 
-def _copy_with_progress(src, dst, *, total: int) -> None:
+def _copy_with_progress(chunks, dst, *, total: int) -> None:
     from tqdm.auto import tqdm
 
     with tqdm(total=total, unit="B", unit_scale=True, desc="CIFAR-10") as bar:
-        for chunk in iter(lambda: src.read(1 << 20), b""):
+        for chunk in chunks:
             dst.write(chunk)
             bar.update(len(chunk))
+            if bar.n > total:  # never more than the official archive's size
+                raise OSError(f"the server sent more than the archive's {total:,} bytes")

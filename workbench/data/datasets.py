@@ -9,19 +9,33 @@ names the file and the problem. The arrays are read-only, so the digest stays tr
 
 :func:`load_image_dataset` reads any labelled image dataset: an ``.npz`` with the same
 four arrays, or a folder with one sub-folder of PNG/JPEG images per class (see there).
+
+Data from the wild is sized before it is decoded: an ``.npz``'s array headers (and its zip
+members' declared sizes) and an image folder's first image header times its file count must
+fit :func:`workbench.data.sizes.max_data_bytes` (a share of this machine's memory, or the
+caller's cap), images beyond Pillow's decompression-bomb limit are refused, and anything that
+is not a regular file (a FIFO, a socket, a device) is skipped. :func:`peek_image_shape` reads
+the image shape from a header alone, so a model can be checked against the data before any of
+it is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import math
 import os
+import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from workbench.data import sizes
 
 ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
 
@@ -255,7 +269,9 @@ def load_iris() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     from sklearn.datasets import load_iris as _load
 
     bunch = _load()
-    return bunch.data, bunch.target, list(bunch.feature_names), list(bunch.target_names)
+    # plain str, not numpy's: printed, a list shows ['setosa', ...], not [np.str_('setosa'), ...]
+    names = [str(name) for name in bunch.target_names]
+    return bunch.data, bunch.target, [str(name) for name in bunch.feature_names], names
 
 
 # ------------------------------------------------------------------ your own images
@@ -278,6 +294,7 @@ def load_image_dataset(
     class_names: list[str] | tuple[str, ...] | None = None,
     test_fraction: float = FOLDER_TEST_FRACTION,
     seed: int = 0,
+    max_bytes: int | None = None,
 ) -> ImageDataset:
     """Load a labelled image dataset from an ``.npz`` or a folder of class folders.
 
@@ -292,15 +309,17 @@ def load_image_dataset(
       size and mode (``L``: grayscale, ``RGB``); other files are skipped and counted in
       ``source``. Images come in a fixed shuffled order (``seed``), so that
       :meth:`ImageDataset.subset` takes every class. With ``class_names``, they must be
-      the folder names; their order sets the labels.
+      the folder names; their order sets the labels. Only regular files are read.
 
-    Images keep their stored dtype (no scaling).
+    Images keep their stored dtype (no scaling). Nothing is decoded before its size is known
+    to fit ``max_bytes`` (default :func:`~workbench.data.sizes.max_data_bytes`).
 
     Raises:
         DatasetError: naming the file and the problem (missing arrays, ragged or wrong
             shapes, channels other than 1 or 3, non-finite pixels, negative or fractional
             labels, an empty split, class names that do not fit the labels, images of
-            different sizes or modes, unreadable images).
+            different sizes or modes, unreadable images, more data than ``max_bytes``,
+            decompression bombs).
     """
     path = Path(path)
     if not path.exists():
@@ -310,10 +329,14 @@ def load_image_dataset(
         )
     if path.is_dir():
         arrays, names, source = _read_class_folders(
-            path, class_names=class_names, test_fraction=test_fraction, seed=seed
+            path,
+            class_names=class_names,
+            test_fraction=test_fraction,
+            seed=seed,
+            max_bytes=max_bytes or sizes.max_data_bytes(),
         )
     elif path.suffix == ".npz":
-        arrays = read_npz(path)
+        arrays = read_npz(path, max_bytes=max_bytes)
         require_arrays(arrays, path)
         names = _npz_class_names(arrays, class_names, path)
         source = f"{path} (npz)"
@@ -349,7 +372,7 @@ def _npz_class_names(
 
 
 def _read_class_folders(
-    root: Path, *, class_names: Any, test_fraction: float, seed: int
+    root: Path, *, class_names: Any, test_fraction: float, seed: int, max_bytes: int
 ) -> tuple[dict[str, np.ndarray], tuple[str, ...], str]:
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie between 0 and 1, not {test_fraction}")
@@ -387,6 +410,9 @@ def _read_class_folders(
         how = f"test split: {test_fraction:g} of each class, seed {seed}"
     arrays: dict[str, np.ndarray] = {}
     reference: list = []  # (first file, size, mode), shared by both splits
+    n_files = sum(len(v) for files in (train_files, test_files) for v in files.values())
+    first = next(f for c in names for f in train_files.get(c, []) + test_files.get(c, []))
+    _check_folder_size(first, n_files, max_bytes)
     for split, by_class in (("train", train_files), ("test", test_files)):
         listed = [(f, names.index(c)) for c in names for f in by_class.get(c, [])]
         if not listed:
@@ -413,7 +439,8 @@ def _class_files(folder: Path, skipped: list[Path]) -> dict[str, list[Path]]:
         for f in sorted(cls.iterdir()):
             if f.name.startswith(".") or f.is_dir():
                 continue
-            (files if f.suffix.lower() in IMAGE_SUFFIXES else skipped).append(f)
+            image = f.suffix.lower() in IMAGE_SUFFIXES and sizes.is_regular_file(f)
+            (files if image else skipped).append(f)
         if not files:
             raise DatasetError(
                 f"The class folder {cls} holds no PNG or JPEG images ({', '.join(IMAGE_SUFFIXES)})."
@@ -435,44 +462,163 @@ def _folder_class_names(found: list[str], class_names: Any, folder: Path) -> tup
 
 
 def _read_images(files: list[Path], reference: list) -> np.ndarray:
-    """Decode ``files`` into one uint8 array; all must match the first image's size and mode."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode ``files`` into one uint8 array; all must match the first image's size and mode.
 
+    Each header is checked (size, mode, Pillow's decompression-bomb limit) before its pixels
+    are decoded.
+    """
     out: np.ndarray | None = None
     for i, file in enumerate(files):
-        try:
-            with Image.open(file) as img:
-                img.load()
-                size, mode = img.size, img.mode
-                pixels = np.asarray(img)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DatasetError(
-                f"{file} is not a readable image ({type(err).__name__}: {err})."
-            ) from err
-        if mode not in _MODES:
-            raise DatasetError(
-                f"{file} has image mode {mode!r}; images must be 8-bit grayscale ('L') or RGB. "
-                "Convert them, e.g. Image.open(f).convert('RGB').save(f)."
-            )
-        if not reference:
-            reference.extend([file, size, mode])
-        elif (size, mode) != (reference[1], reference[2]):
-            first, (w0, h0), m0 = reference
-            raise DatasetError(
-                f"Images differ: {first} is {w0}x{h0} {m0}, {file} is {size[0]}x{size[1]} {mode}. "
-                "All images must share one size and mode: resize/convert them first."
-            )
-        if out is None:
-            out = np.empty((len(files), size[1], size[0], _MODES[mode]), dtype=np.uint8)
-        out[i] = pixels.reshape(out.shape[1:])
+        with _open_image(file) as img:
+            size, mode = img.size, img.mode
+            if mode not in _MODES:
+                raise DatasetError(
+                    f"{file} has image mode {mode!r}; images must be 8-bit grayscale ('L') or "
+                    "RGB. Convert them, e.g. Image.open(f).convert('RGB').save(f)."
+                )
+            if not reference:
+                reference.extend([file, size, mode])
+            elif (size, mode) != (reference[1], reference[2]):
+                first, (w0, h0), m0 = reference
+                raise DatasetError(
+                    f"Images differ: {first} is {w0}x{h0} {m0}, {file} is {size[0]}x{size[1]} "
+                    f"{mode}. All images must share one size and mode: resize/convert them first."
+                )
+            if out is None:
+                out = np.empty((len(files), size[1], size[0], _MODES[mode]), dtype=np.uint8)
+            out[i] = _decoded(img, file).reshape(out.shape[1:])
     assert out is not None
     return out
+
+
+@contextlib.contextmanager
+def _open_image(file: Path) -> Iterator[Any]:
+    """``Image.open`` (the header only), every failure a :class:`DatasetError` naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(file)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetError(_bomb_message(file, err)) from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DatasetError(
+            f"{file} is not a readable image ({type(err).__name__}: {err})."
+        ) from None
+    with image:
+        yield image
+
+
+def _decoded(img, file: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+            return np.asarray(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetError(_bomb_message(file, err)) from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DatasetError(
+            f"{file} is not a readable image ({type(err).__name__}: {err})."
+        ) from None
+
+
+def _bomb_message(file: Path, err: Exception) -> str:
+    return (
+        f"{file} is refused as a decompression bomb: {err} Images for a classifier are far "
+        "smaller; resize it, or remove it from the folder."
+    )
+
+
+def _check_folder_size(first: Path, n_files: int, max_bytes: int) -> None:
+    """Refuse a folder whose images would decode to more than ``max_bytes`` (from one header)."""
+    with _open_image(first) as img:
+        (width, height), channels = img.size, _MODES.get(img.mode, 3)
+    total = n_files * width * height * channels
+    if total > max_bytes:
+        raise DatasetError(
+            f"{first.parent.parent} holds {n_files:,} images of {width}x{height}x{channels} (the "
+            f"size of {first.name}): {sizes.human_bytes(total)} decoded, over the limit of "
+            f"{sizes.human_bytes(max_bytes)} ({_limit_source(max_bytes)}). Resize the images, "
+            "use fewer, or raise the limit (--max-data-bytes / max_bytes)."
+        )
+
+
+def peek_image_shape(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """(height, width, channels) of a dataset's images from a header alone, or None.
+
+    For an ``.npz``, ``x_train``'s ``.npy`` header (grayscale ``(N, H, W)`` gets 1 channel);
+    for a folder of class folders, the first image's header. Nothing is decoded, so a model
+    can be checked against the data before the data is loaded. ``None`` when it cannot tell
+    (the loader then says what is wrong).
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".npz" and path.is_file():
+            shape = npz_headers(path).get("x_train", ((), None, 0))[0]
+            if len(shape) == 3:
+                return (int(shape[1]), int(shape[2]), 1)
+            return tuple(int(d) for d in shape[1:]) if len(shape) == 4 else None
+        if path.is_dir():
+            root = path / "train" if (path / "train").is_dir() else path
+            first = next(iter(_class_files(root, []).values()))[0]
+            with _open_image(first) as img:
+                return (img.size[1], img.size[0], _MODES.get(img.mode, len(img.getbands())))
+    except (DatasetError, OSError, ValueError, StopIteration, zipfile.BadZipFile):
+        return None
+    return None
 
 
 # ------------------------------------------------------------- reading sources
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
+def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int]]:
+    """:func:`workbench.data.sizes.npz_headers`, a bad file raising :class:`DatasetError`."""
+    try:
+        return sizes.npz_headers(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise DatasetError(
+            f"{path} is not a readable .npz ({type(err).__name__}: {err}). It may be truncated; "
+            "delete it and load again, or point at another copy."
+        ) from err
+
+
+def _limit_source(max_bytes: int) -> str:
+    if max_bytes == sizes.max_data_bytes():
+        return f"{sizes.MEMORY_SHARE:.0%} of this machine's memory"
+    return "the limit given"
+
+
+def _check_npz_sizes(path: Path, max_bytes: int) -> None:
+    """Refuse an ``.npz`` whose arrays would take more than ``max_bytes``, before inflating."""
+    total = 0
+    for name, (shape, dtype, member_bytes) in npz_headers(path).items():
+        if dtype.hasobject:
+            continue  # refused by the load itself (allow_pickle=False), with its own message
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > member_bytes:
+            raise DatasetError(
+                f"{name} in {path} claims shape {shape} of {dtype} "
+                f"({sizes.human_bytes(nbytes)}), but its member holds {member_bytes:,} bytes: "
+                "the file is corrupt or crafted."
+            )
+        total += nbytes
+        if total > max_bytes:
+            raise DatasetError(
+                f"{path} holds arrays of {sizes.human_bytes(total)} or more once decompressed "
+                f"({name}: shape {shape}, {dtype}), over the limit of "
+                f"{sizes.human_bytes(max_bytes)} ({_limit_source(max_bytes)}). Use a subset, or "
+                "raise the limit (--max-data-bytes / max_bytes)."
+            )
+
+
+def read_npz(path: Path, *, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, after checking from their headers that they fit ``max_bytes``
+    (default :func:`~workbench.data.sizes.max_data_bytes`)."""
+    _check_npz_sizes(path, max_bytes or sizes.max_data_bytes())
     try:
         with np.load(path, allow_pickle=False) as f:
             out = {}

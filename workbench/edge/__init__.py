@@ -3,5 +3,8 @@
 conversion and the quantization arithmetic (``convert``), structured pruning planned on the
 graph (``channel_plan``) and carried out (``slim``, with batch-norm folding), knowledge
 distillation (``distill``), every variant built and measured (``variants``) and the budgeted
-search over them (``search``).
+search over them (``search``). Devices as devices: a catalog of edge device classes
+(``devices.json``) with latency estimated from this CPU's efficiency and a memory check
+(``devices``), real measurements over SSH (``remote``, running the self-contained
+``device_runner`` on the device) and the ``workbench devices`` command (``devices_cli``).
 """

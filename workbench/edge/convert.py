@@ -1,6 +1,7 @@
 """TFLite conversion (float32, dynamic range, float16, full-integer int8 with a
-representative dataset), file sizes raw and gzipped, and the quantization arithmetic
-the converter applies, by hand on real weights.
+representative dataset), where int8 loses (TFLite's quantization debugger, layer by layer),
+file sizes raw and gzipped, and the quantization arithmetic the converter applies, by hand on
+real weights.
 """
 
 from __future__ import annotations
@@ -129,6 +130,117 @@ def _converter(model, how: str):
     if how == "frozen":
         return tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+
+
+# ---------------------------------------------------------------- where int8 loses
+
+# TensorFlow's guide to the quantization debugger flags layers whose error exceeds this many
+# quantization steps (root-mean-square error over the scale); a rounding error alone is ~0.29.
+SUSPECT_RMSE_OVER_SCALE = 0.7
+
+
+def quantization_debug(
+    model,
+    x_calibration: np.ndarray,
+    *,
+    input_scale: float | None,
+    samples: int = 64,
+    top: int = 8,
+    seed: int = 0,
+) -> dict:
+    """Which layers lose most when the model is quantized to int8, by TFLite's quantization
+    debugger (``tf.lite.experimental.QuantizationDebugger``).
+
+    The debugger converts the model with the same calibration as the ``int8`` variant, runs
+    it with a float reference beside each quantized operation on ``samples`` training images,
+    and measures each operation's output error. The error is reported in quantization steps
+    (root-mean-square error over the tensor's scale), so layers of any range compare: far
+    above 0.29 (a rounding error alone) the int8 range does not fit what the layer outputs
+    (a swish or sigmoid after a wide range, a squeeze-and-excitation product). Keeping those
+    layers float, or quantization-aware training, is what fixes them.
+
+    Args:
+        model: a Keras model (Keras 3 or tf-keras) or the path of a SavedModel folder.
+        x_calibration: training images in their stored units (as for :func:`to_tflite`).
+
+    Returns:
+        ``{"metric", "samples", "suspect_above", "layers"}``: ``layers`` holds the ``top``
+        operations by error, worst first, each ``{layer, op, rmse_over_scale, scale,
+        max_abs_error, mean_error}``; on failure ``{"error": ...}`` instead (the debugger
+        cannot read every model), never an exception.
+    """
+    import csv
+    import io
+
+    import tensorflow as tf
+
+    quiet.install()
+    data = representative_data(x_calibration, samples=samples, seed=seed, input_scale=input_scale)
+    known = set()
+    if hasattr(model, "layers"):
+        from workbench.models import graph
+
+        known = {n.name for n in graph.op_nodes(model)}
+    try:
+        converter = _converter(model, "frozen") or _converter(model, "saved_model")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = data
+        with quiet.native_output("the TFLite quantization debugger"):
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=data
+            )
+            debugger.run()
+        buffer = io.StringIO()
+        debugger.layer_statistics_dump(buffer)
+    except Exception as err:  # noqa: BLE001 - the converter and debugger raise many types
+        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+    rows = []
+    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
+        scale = float(row["scale"])
+        if not scale > 0:
+            continue
+        rows.append(
+            {
+                "layer": layer_of_tensor(row["tensor_name"], known),
+                "op": row["op_name"],
+                "rmse_over_scale": float(np.sqrt(float(row["mean_squared_error"])) / scale),
+                "scale": scale,
+                "max_abs_error": float(row["max_abs_error"]),
+                "mean_error": float(row["mean_error"]),
+            }
+        )
+    rows.sort(key=lambda r: -r["rmse_over_scale"])
+    return {
+        "metric": "rmse/scale (quantization steps)",
+        "samples": min(samples, len(x_calibration)),
+        "suspect_above": SUSPECT_RMSE_OVER_SCALE,
+        "suspects": sum(r["rmse_over_scale"] > SUSPECT_RMSE_OVER_SCALE for r in rows),
+        "operations": len(rows),
+        "layers": rows[:top],
+    }
+
+
+def layer_of_tensor(tensor_name: str, known: set[str] | frozenset[str] = frozenset()) -> str:
+    """The Keras layers a TFLite tensor comes from, read from its name.
+
+    A fused operation names every TensorFlow op it holds, ``;``-separated, each as
+    ``model/layer/op`` (Keras 3 adds ``_1`` to names traced in a function): e.g.
+    ``m/conv_bn_1/batchnorm/add_1;m/conv_1/convolution`` gives ``"conv_bn, conv"``. Names
+    are matched against ``known`` (the model's layer names) where given.
+    """
+    import re
+
+    found = []
+    for segment in tensor_name.split(";"):
+        parts = [p for p in segment.split("/") if p]
+        if len(parts) < 2:
+            continue
+        name = parts[1]
+        while known and name not in known and re.search(r"_\d+$", name):
+            name = re.sub(r"_\d+$", "", name)
+        if (name in known or not known) and name not in found:
+            found.append(name)
+    return ", ".join(found) if found else tensor_name
 
 
 # ---------------------------------------------------------------- sizes

@@ -134,8 +134,8 @@ def distill(
     """
     import tensorflow as tf
     import tf_keras as keras
-    from tqdm.auto import tqdm
 
+    from workbench.core.progressbar import ProgressBar
     from workbench.data import pipeline
 
     _check_arguments(student, teacher, x_train, y_train, steps, batch_size, temperature, alpha)
@@ -168,13 +168,13 @@ def distill(
         return loss
 
     desc = DISTILLED if use_teacher else LABELS_ONLY
-    bar = tqdm(total=steps, desc=f"{desc} (seed {seed})", unit="step", disable=not progress)
+    bar = ProgressBar(steps, f"{desc} (seed {seed})", unit="step", mode=None if progress else "off")
     start = time.perf_counter()
     for i, (x, y) in enumerate(data.repeat().take(steps)):
         loss = step(x, y)
         bar.update(1)
         if progress and (i % 50 == 0 or i == steps - 1):
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.update(0, loss=float(loss))
     seconds = time.perf_counter() - start
     bar.close()
     return student, seconds

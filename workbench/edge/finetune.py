@@ -64,23 +64,25 @@ def fine_tune(
 
 
 def step_bar(steps: int, desc: str):  # noqa: N802 - a factory standing in for a class
-    """A Keras callback with one tqdm bar over ``steps`` batches, showing loss and accuracy."""
+    """A Keras callback with one progress bar over ``steps`` batches, showing loss and
+    accuracy; when training ends the bar is replaced by one summary line
+    (:class:`workbench.core.progressbar.ProgressBar`), so a saved notebook shows no bar
+    frozen part-way."""
     import tf_keras as keras
-    from tqdm.auto import tqdm
+
+    from workbench.core.progressbar import ProgressBar
 
     class StepBar(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.bar = tqdm(total=steps, desc=desc, unit="step", leave=False, mininterval=1.0)
+            self.bar = ProgressBar(steps, desc, unit="step")
 
         def on_train_batch_end(self, batch, logs=None):
-            self.bar.update(1)
-            if logs and batch % 20 == 0:
-                self.bar.set_postfix(
-                    {k: f"{v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy")}
-                )
+            shown = {k: v for k, v in (logs or {}).items() if k in ("loss", "accuracy")}
+            self.bar.update(1, **(shown if batch % 20 == 0 else {}))
 
         def on_train_end(self, logs=None):
-            self.bar.close()
+            shown = {k: v for k, v in (logs or {}).items() if k in ("loss", "accuracy")}
+            self.bar.close(**shown)
 
     return StepBar()
 

@@ -8,6 +8,7 @@ file raises :class:`EdgeModelError` naming the file.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -67,6 +68,7 @@ class EdgeModel:
             ) from err
         self.num_threads = num_threads
         self.size_bytes = len(content)
+        self.gzip_bytes = len(gzip.compress(content, compresslevel=9))  # what a device downloads
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = int(self._input["shape"][0])
@@ -158,6 +160,19 @@ class EdgeModel:
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         """Top-1 accuracy on float inputs ``x`` (model scale) and integer labels ``y``."""
         return float(np.mean(self.predict(x).argmax(1) == y))
+
+    def measure(self, x: np.ndarray, y: np.ndarray, *, repeats: int = 200) -> dict:
+        """Accuracy on ``x`` (model units) and ``y``, size raw and gzipped, and single-image
+        latency (p50 and p95 after warm-up, at this model's thread count)."""
+        stats = self.benchmark(x[:1], repeats=repeats)
+        return {
+            "accuracy": self.accuracy(x, y),
+            "bytes": self.size_bytes,
+            "gzip_bytes": self.gzip_bytes,
+            "p50_ms": stats.p50_ms,
+            "p95_ms": stats.p95_ms,
+            "threads": self.num_threads,
+        }
 
     def benchmark(
         self,

@@ -39,9 +39,34 @@ class SearchResult:
     frontier_size: list[str]  # validation accuracy against gzip bytes
     frontier_speed: list[str]  # validation accuracy against p50 latency
     log: list[dict]
+    rule: variants.PickRule | None = None  # how the winners were certified
+    # what the winners would have been on the point estimate alone (the winner's curse)
+    uncertified_winners: dict[str, str | None] | None = None
+    n_val: int = 0  # validation images the winners were judged on
 
     def variant(self, name: str) -> variants.Variant:
         return next(v for v in self.variants if v.variant == name)
+
+    def picks(self) -> list[dict]:
+        """Each winner with its validation delta, its bound under the rule, the rule, and
+        (measured after the fact, never used to choose) its test delta."""
+        rows = []
+        for role, name in self.winners.items():
+            if name is None:
+                continue
+            v = self.variant(name)
+            rows.append(
+                {
+                    "winner": role,
+                    "variant": name,
+                    "val_delta_pp": v.val_delta_pp,
+                    "val_noise_pp": v.val_noise_pp,
+                    "bound_pp": self.rule.bound_pp(v) if self.rule else v.val_delta_pp,
+                    "rule": self.rule.describe() if self.rule else "point estimate",
+                    "test_delta_pp": v.delta_pp,
+                }
+            )
+        return rows
 
 
 def pct(x: float) -> int:
@@ -56,6 +81,7 @@ def search(
     *,
     input_scale: float | None,
     budget_pp: float = 1.0,
+    confidence: float = 0.9,
     settings: variants.Settings | None = None,
     space: SearchSpace | None = None,
     out_dir: Path | None = None,
@@ -87,7 +113,10 @@ def search(
     built on it is small *and* does less work.
 
     The budget is judged on the validation images (held out from training, not the test
-    images of the final table).
+    images of the final table): the search explores on their point estimates, and the
+    winners are picked only among the variants the :class:`~workbench.edge.variants.PickRule`
+    certifies at ``confidence`` (the lower confidence bound of the validation delta within
+    the budget), so that a pick holds on images the search never saw.
     """
     settings = settings or variants.Settings()
     space = space or SearchSpace()
@@ -210,7 +239,10 @@ def search(
     return SearchResult(
         variants=built,
         budget_pp=budget_pp,
-        winners=variants.winners(built, budget_pp),
+        winners=variants.winners(built, budget_pp, confidence=confidence),
+        rule=variants.PickRule(budget_pp, confidence),
+        uncertified_winners=variants.winners(built, budget_pp),
+        n_val=len(evaluation.y_val),
         frontier_size=variants.frontier(built, "gzip_bytes"),
         frontier_speed=variants.frontier(built, "p50_ms"),
         log=log,

@@ -192,8 +192,9 @@ def table(variants: list[Variant]):
 
 
 def within_budget(variants: list[Variant], budget_pp: float) -> list[Variant]:
-    """The ``ok`` variants that lose at most ``budget_pp`` points against the float model,
-    judged on the validation images (on the test images when there are none)."""
+    """The ``ok`` variants whose validation delta (point estimate) is within ``budget_pp``
+    points of the float model (the test delta when there are no validation images). The
+    search explores with this; the pick needs more (:class:`PickRule`)."""
     out = []
     for v in variants:
         if not v.ok:
@@ -204,9 +205,73 @@ def within_budget(variants: list[Variant], budget_pp: float) -> list[Variant]:
     return out
 
 
-def winners(variants: list[Variant], budget_pp: float) -> dict[str, str | None]:
-    """Within the accuracy budget: the smallest (gzip bytes) and the fastest (p50) variant."""
-    ok = within_budget(variants, budget_pp)
+@dataclass(frozen=True)
+class PickRule:
+    """When a variant counts as within the budget: with stated confidence, not by luck.
+
+    Among many variants whose validation noise is as large as the budget, the one that looks
+    best on the validation images is the one most likely to have been lucky there (the
+    winner's curse). So a variant qualifies only if the one-sided lower confidence bound of
+    its validation delta is within the budget::
+
+        val_delta_pp - z * val_noise_pp >= -budget_pp,   z = Phi^-1(confidence)
+
+    where ``val_noise_pp`` is the paired standard error of the delta
+    (:func:`workbench.core.metrics.paired_noise_pp`). A variant with no validation noise
+    measured (no validation images) is judged on its delta alone.
+    """
+
+    budget_pp: float = 1.0
+    confidence: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), not {self.confidence}")
+
+    @property
+    def z(self) -> float:
+        from statistics import NormalDist
+
+        return NormalDist().inv_cdf(self.confidence)
+
+    def bound_pp(self, v: Variant) -> float | None:
+        """The lower confidence bound of ``v``'s validation delta (None: not measured)."""
+        delta = v.val_delta_pp if v.val_delta_pp is not None else v.delta_pp
+        if delta is None:
+            return None
+        return delta - self.z * (v.val_noise_pp or 0.0)
+
+    def certifies(self, v: Variant) -> bool:
+        bound = self.bound_pp(v)
+        return v.ok and bound is not None and bound >= -self.budget_pp
+
+    def describe(self) -> str:
+        return (
+            f"validation delta - {self.z:.2f} x its standard error >= -{self.budget_pp:g} pp "
+            f"(one-sided {self.confidence:.0%} confidence)"
+        )
+
+    def images_needed(self, noise_pp: float, n_val: int) -> int:
+        """Validation images at which a variant with this noise, truly as accurate as the
+        float model, would be certified: the standard error shrinks as 1/sqrt(n)."""
+        if noise_pp <= 0 or n_val <= 0:
+            return 0
+        return int(np.ceil(n_val * (self.z * noise_pp / self.budget_pp) ** 2))
+
+
+def winners(
+    variants: list[Variant], budget_pp: float, *, confidence: float | None = None
+) -> dict[str, str | None]:
+    """The smallest (gzip bytes) and the fastest (p50) variant within the accuracy budget.
+
+    ``confidence``: pick only variants the :class:`PickRule` certifies at that confidence;
+    ``None`` judges the point estimate alone (:func:`within_budget`).
+    """
+    if confidence is None:
+        ok = within_budget(variants, budget_pp)
+    else:
+        rule = PickRule(budget_pp, confidence)
+        ok = [v for v in variants if rule.certifies(v)]
     return {
         "smallest": min(ok, key=lambda v: (v.gzip_bytes, v.p50_ms)).variant if ok else None,
         "fastest": min(ok, key=lambda v: (v.p50_ms, v.gzip_bytes)).variant if ok else None,
@@ -298,9 +363,7 @@ class Builder:
     def _source(self, recipe: Recipe):
         """The model to convert and its answers on the test images."""
         c = self.classifier
-        if not recipe.steps:
-            if c.keras_model is not None:
-                return c.keras_model, self.evaluation.float_probs
+        if not recipe.steps:  # post-training: the model in the Keras it came in, no bridge
             if c._signature is not None:  # a plain SavedModel: convert the folder itself
                 return c.path, self.evaluation.float_probs
             return c.native, self.evaluation.float_probs
@@ -380,12 +443,11 @@ class Builder:
 
 
 def _shape_of(source) -> tuple[int | None, float | None]:
-    """MACs per image and kernel sparsity of a tf-keras source model (None for others)."""
-    import tf_keras
-
+    """MACs per image and kernel sparsity of a Keras source model, Keras 3 or tf-keras (None
+    for a SavedModel folder)."""
     from workbench.models.macs import count_macs
 
-    if not isinstance(source, tf_keras.Model):
+    if not hasattr(source, "layers"):
         return None, None
     try:
         macs = count_macs(source)
@@ -433,12 +495,14 @@ def build_variants(
     Returns:
         One :class:`Variant` per recipe, in order, ``ok`` or ``skipped`` with its reason.
     """
-    from tqdm.auto import tqdm
+    from workbench.core.progressbar import track
 
     runner = Builder(classifier, x_train, y_train, evaluation, input_scale=input_scale,
                      settings=settings or Settings(), out_dir=out_dir, file_prefix=file_prefix,
                      progress=progress, on_variant=on_variant)  # fmt: skip
-    for i, recipe in enumerate(tqdm(recipes, desc="variants", disable=not progress)):
+    for i, recipe in enumerate(
+        track(recipes, desc="variants", unit="variant", disable=not progress)
+    ):
         runner.run(recipe)
         runner.keep_only([r.steps for r in recipes[i + 1 :]])
     runner.keep_only([])

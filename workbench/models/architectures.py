@@ -131,11 +131,76 @@ def student_cnn(
     )
 
 
-ARCHITECTURES = {"seed_cnn": seed_cnn, "improved_cnn": improved_cnn, "student_cnn": student_cnn}
+def resnet(
+    *,
+    widths: tuple[int, ...] = (32, 64, 128),
+    blocks_per_stage: int = 2,
+    weight_decay: float = 5e-4,
+    bn_momentum: float = 0.9,
+    input_shape: tuple[int, int, int] = INPUT_SHAPE,
+    num_classes: int = NUM_CLASSES,
+):
+    """The cloud's large model: a residual network for 32x32 images (He et al., CVPR 2016).
+
+    A 3x3 stem convolution, then one stage per width of ``blocks_per_stage`` basic residual
+    blocks (two 3x3 convolutions with batch norm; the shortcut adds the block's input back,
+    through a strided 1x1 convolution where the stage halves the resolution and widens the
+    channels), global average pooling and a softmax. With the defaults it has several times
+    the improved CNN's multiply-accumulates per image: too much for a small device, which is
+    the point of serving it from the cloud. The shortcuts let the gradient reach the early
+    layers of a deeper network, and batch norm (momentum 0.9, as in :func:`improved_cnn`)
+    lets it train with a large learning rate. ``weight_decay`` is an L2 penalty on the
+    convolution and dense kernels (what SGD with momentum needs to generalise).
+    """
+    import tf_keras as keras
+    from tf_keras import layers
+
+    l2 = keras.regularizers.l2(weight_decay) if weight_decay else None
+
+    def conv(x, filters: int, stride: int, name: str, size: int = 3):
+        return layers.Conv2D(
+            filters,
+            size,
+            strides=stride,
+            padding="same",
+            use_bias=False,
+            kernel_regularizer=l2,
+            name=name,
+        )(x)
+
+    def bn(x, name: str):
+        return layers.BatchNormalization(momentum=bn_momentum, name=name)(x)
+
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = layers.ReLU(name="stem_relu")(bn(conv(inputs, widths[0], 1, "stem_conv"), "stem_bn"))
+    for s, width in enumerate(widths, start=1):
+        for b in range(1, blocks_per_stage + 1):
+            name = f"stage{s}_block{b}"
+            stride = 2 if (s > 1 and b == 1) else 1
+            y = layers.ReLU(name=f"{name}_relu1")(
+                bn(conv(x, width, stride, f"{name}_conv1"), f"{name}_bn1")
+            )
+            y = bn(conv(y, width, 1, f"{name}_conv2"), f"{name}_bn2")
+            if stride != 1 or int(x.shape[-1]) != width:
+                x = bn(conv(x, width, stride, f"{name}_shortcut", size=1), f"{name}_shortcut_bn")
+            x = layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, y]))
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", kernel_regularizer=l2, name="probabilities"
+    )(x)
+    return keras.Model(inputs, outputs, name="resnet")
+
+
+ARCHITECTURES = {
+    "seed_cnn": seed_cnn,
+    "improved_cnn": improved_cnn,
+    "student_cnn": student_cnn,
+    "resnet": resnet,
+}
 
 
 def build(name: str):
-    """Build an architecture by name (``seed_cnn`` or ``improved_cnn``)."""
+    """Build an architecture by name (a key of :data:`ARCHITECTURES`)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.")
     return ARCHITECTURES[name]()

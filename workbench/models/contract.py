@@ -15,21 +15,68 @@ from workbench.models import loading
 
 
 def open_pair(
-    model_path: str | Path, data, *, logits: bool = False, input_scale: float | None = None
+    model_path: str | Path | loading.ImageClassifier,
+    data,
+    *,
+    logits: bool = False,
+    input_scale: float | None = None,
+    trust_model: bool = False,
 ) -> loading.ImageClassifier:
     """Load the model, check it against ``data``, then bridge it to tf-keras on real inputs.
 
     The order matters: the pair is checked before any work (a wrong shape fails with a
     message naming both sides, not deep inside a conversion), and a Keras 3 model is bridged
-    and verified on the user's own test images rather than on noise.
+    and verified on the user's own test images rather than on noise. ``model_path`` may be a
+    classifier already loaded (unbridged) by :func:`open_for_data`.
 
     Raises:
         ContractError: the model, the data or the pair breaks the contract.
     """
-    classifier = loading.load_classifier(model_path, logits=logits, bridge=False)
+    if isinstance(model_path, loading.ImageClassifier):
+        classifier = model_path
+    else:
+        classifier = loading.load_classifier(
+            model_path, logits=logits, bridge=False, trust_model=trust_model
+        )
     check_pair(classifier, data, input_scale=input_scale)
     loading.bridge_keras3(classifier, x_check=loading.scale_inputs(data.x_test[:64], input_scale))
     return classifier
+
+
+def open_for_data(
+    model_path: str | Path,
+    data_path: str | Path,
+    *,
+    logits: bool = False,
+    trust_model: bool = False,
+) -> loading.ImageClassifier:
+    """Load the model (unbridged) and check its input shape against the data's header alone,
+    before any image is decoded (:func:`workbench.data.datasets.peek_image_shape`): a folder of
+    huge images or an inflating ``.npz`` of the wrong shape is refused without loading it.
+
+    Raises:
+        ContractError: the model is unusable, or the first image's shape does not fit it.
+    """
+    from workbench.data import datasets
+
+    classifier = loading.load_classifier(
+        model_path, logits=logits, bridge=False, trust_model=trust_model
+    )
+    image_shape = datasets.peek_image_shape(data_path)
+    if image_shape is not None and image_shape != tuple(classifier.input_shape):
+        raise loading.ContractError(
+            _shape_mismatch(classifier, f"data {Path(data_path).name}", image_shape)
+        )
+    return classifier
+
+
+def _shape_mismatch(classifier: loading.ImageClassifier, data_side: str, image_shape) -> str:
+    return (
+        f"Shape mismatch: the model {classifier.path.name} takes images of shape "
+        f"{tuple(classifier.input_shape)}, the {data_side} holds images of shape "
+        f"{tuple(image_shape)} (height, width, channels). Resize the images, or use a model "
+        "built for them."
+    )
 
 
 # ----------------------------------------------------------------------------- the pair
@@ -52,12 +99,7 @@ def check_pair(
     data_side = f"data {Path(str(data.source).split(' (')[0]).name}"
     image_shape = tuple(data.x_train.shape[1:])
     if image_shape != tuple(classifier.input_shape):
-        raise loading.ContractError(
-            f"Shape mismatch: the {model_side} takes images of shape "
-            f"{tuple(classifier.input_shape)}, the {data_side} holds images of shape "
-            f"{image_shape} (height, width, channels). Resize the images, or use a model "
-            "built for them."
-        )
+        raise loading.ContractError(_shape_mismatch(classifier, data_side, image_shape))
     labels = np.concatenate([data.y_train, data.y_test])
     n_labels = int(labels.max()) + 1
     if n_labels > classifier.num_classes:

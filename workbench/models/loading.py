@@ -11,9 +11,14 @@ The workbench answers "edge or cloud?" for any Keras image classifier:
   is none (the model gets the stored pixel values as float32): preprocessing such as a
   ``Rescaling`` layer belongs in the model. Notebook 02's CIFAR-10 CNNs take ``pixels / 255``.
 
-:func:`load_classifier` opens the model whatever saved it. A Keras 3 model is bridged into
-tf-keras (:mod:`workbench.models.bridge`) so TensorFlow Model Optimization can compress it; if that
-is impossible the model still goes through everything that does not need tfmot.
+:func:`load_classifier` opens the model whatever saved it, in safe mode: Keras 3 with
+``safe_mode=True``, tf-keras under its ``SafeModeScope`` (a ``Lambda`` layer's Python byte code
+is refused, not run), and a SavedModel only after :mod:`workbench.models.trust` has read its
+graphs for operations that reach files, processes or the network. ``trust_model=True``
+(``--trust-model``) lifts these checks for a file you trust as you would trust its author's
+code. A Keras 3 model is bridged into tf-keras (:mod:`workbench.models.bridge`) so TensorFlow
+Model Optimization can compress it; if that is impossible the model still goes through
+everything that does not need tfmot.
 :func:`workbench.models.contract.check_pair` then compares model and data before any work.
 A model that cannot be used raises :class:`ContractError` naming the file and what to do.
 """
@@ -30,6 +35,7 @@ import numpy as np
 
 import workbench  # noqa: F401 - selects Keras 2 for tf.keras before TensorFlow loads
 from workbench.core import errors
+from workbench.models import trust
 
 
 class ContractError(ValueError):
@@ -44,9 +50,10 @@ class ImageClassifier:
         path: the file or folder it was loaded from.
         sha256: digest of the file (of every file, for a SavedModel folder).
         saved_by: which library wrote it, e.g. ``"Keras 3.15.1"``, ``"tf-keras 2.21.0"``.
-        native: the model as loaded (a Keras 3 model, a tf-keras model, or a SavedModel).
-        keras_model: the tf-keras model that tfmot, fine-tuning and split computing use (the
-            loaded one, or the bridge of a Keras 3 one); ``None`` when there is none.
+        native: the model as loaded (a Keras 3 model, a tf-keras model, or a SavedModel):
+            what predicts, is served, split and converted by the post-training variants.
+        keras_model: the tf-keras model that tfmot and fine-tuning use (the loaded one, or
+            the bridge of a Keras 3 one); ``None`` when there is none.
         keras_note: how ``keras_model`` was obtained, or why there is none.
         input_shape: (height, width, channels) of one input image.
         num_classes: number of outputs.
@@ -73,7 +80,7 @@ class ImageClassifier:
     def predict(self, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """Class probabilities (inference mode) for inputs already in model units."""
         x = np.asarray(x, dtype=np.float32)
-        model = self.keras_model if self.keras_model is not None else self.native
+        model = self.native  # as it came (a Keras 3 model's bridge serves tfmot alone)
         if self._signature is None:
             return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
         import tensorflow as tf
@@ -121,7 +128,7 @@ def bridge_keras3(classifier: ImageClassifier, *, x_check: np.ndarray | None = N
 
 
 def load_classifier(
-    path: str | Path, *, logits: bool = False, bridge: bool = True
+    path: str | Path, *, logits: bool = False, bridge: bool = True, trust_model: bool = False
 ) -> ImageClassifier:
     """Open an image classifier, whatever saved it, with a tf-keras twin for tfmot if possible.
 
@@ -131,21 +138,28 @@ def load_classifier(
             probabilities (accuracy and agreement are unchanged, confidences become meaningful).
         bridge: bridge a Keras 3 model to tf-keras now (verified on random inputs); use
             :func:`open_pair` to verify it on real data instead.
+        trust_model: load without the safety checks (Python byte code in ``Lambda`` layers,
+            SavedModel ops that reach files, processes or the network): only for a file
+            you trust as you would trust a program from its author.
 
     Raises:
-        ContractError: missing, corrupt or unsupported file, or not an image classifier.
+        ContractError: missing, corrupt, unsupported or unsafe file, or not an image
+            classifier.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise ContractError(
             f"No model at {path}. Pass a .keras file, an .h5 file or a SavedModel folder."
         )
+    if trust_model:
+        trust.trust_warning(path)
     if path.is_dir():
-        classifier = _load_saved_model(path, logits=logits)
+        classifier = _load_saved_model(path, logits=logits, trust_model=trust_model)
     elif path.suffix == ".keras":
-        classifier = _load_keras_file(path, logits=logits)
+        classifier = _load_keras_file(path, logits=logits, trust_model=trust_model)
     elif path.suffix in (".h5", ".hdf5"):
-        classifier = _from_tf_keras(_load_tf_keras(path), path, "tf-keras (HDF5)", logits)
+        model = _load_tf_keras(path, trust_model=trust_model)
+        classifier = _from_tf_keras(model, path, "tf-keras (HDF5)", logits)
     else:
         raise ContractError(
             f"{path} is neither a .keras/.h5 file nor a SavedModel folder: don't know how to "
@@ -170,15 +184,17 @@ def keras_file_version(path: Path) -> str:
     return str(meta.get("keras_version", "unknown"))
 
 
-def _load_keras_file(path: Path, *, logits: bool) -> ImageClassifier:
+def _load_keras_file(path: Path, *, logits: bool, trust_model: bool) -> ImageClassifier:
     version = keras_file_version(path)
     if not version.startswith("3"):
-        return _from_tf_keras(_load_tf_keras(path), path, f"tf-keras {version}", logits)
+        model = _load_tf_keras(path, trust_model=trust_model)
+        return _from_tf_keras(model, path, f"tf-keras {version}", logits)
     import keras
 
     try:
-        native = keras.saving.load_model(path, compile=False)
+        native = keras.saving.load_model(path, compile=False, safe_mode=not trust_model)
     except Exception as err:  # noqa: BLE001 - Keras raises many types for bad files
+        _raise_if_unsafe(path, err)
         raise ContractError(
             f"Keras {keras.__version__} could not load {path} ({type(err).__name__}: "
             f"{errors.first_line(err)}). Custom layers must be importable and registered "
@@ -186,6 +202,7 @@ def _load_keras_file(path: Path, *, logits: bool) -> ImageClassifier:
         ) from err
     if logits:
         native = _append_softmax_keras3(native)
+    native.jit_compile = False  # predict() would first compile the graph with XLA (slow)
     shape, classes = _io_shape(native)
     return ImageClassifier(
         path=path,
@@ -201,16 +218,31 @@ def _load_keras_file(path: Path, *, logits: bool) -> ImageClassifier:
     )
 
 
-def _load_tf_keras(path: Path):
+def _load_tf_keras(path: Path, *, trust_model: bool):
+    """tf-keras' loader under its safe-mode scope (its ``safe_mode`` argument only reaches the
+    ``.keras`` format; the scope also covers ``.h5`` and SavedModel)."""
     import tf_keras
+    from tf_keras.src.saving import serialization_lib
 
     try:
-        return tf_keras.models.load_model(path, compile=False)
+        with serialization_lib.SafeModeScope(not trust_model):
+            return tf_keras.models.load_model(path, compile=False, safe_mode=not trust_model)
     except Exception as err:  # noqa: BLE001
+        _raise_if_unsafe(path, err)
         raise ContractError(
             f"tf-keras could not load {path} ({type(err).__name__}: {errors.first_line(err)}). The "
             "file is corrupt or holds custom objects tf-keras does not know."
         ) from err
+
+
+def _raise_if_unsafe(path: Path, err: Exception) -> None:
+    """Keras refused Python byte code (safe mode): say so, and how to opt in."""
+    text = str(err)
+    if "safe_mode" in text or "arbitrary code execution" in text:
+        raise ContractError(
+            f"Refusing to load {path}: it holds Python byte code (a Lambda layer with a Python "
+            f"lambda), which would run on loading. {trust.TRUST_HINT}"
+        ) from None
 
 
 def _from_tf_keras(model, path: Path, saved_by: str, logits: bool) -> ImageClassifier:
@@ -238,7 +270,7 @@ def _from_tf_keras(model, path: Path, saved_by: str, logits: bool) -> ImageClass
     )
 
 
-def _load_saved_model(path: Path, *, logits: bool) -> ImageClassifier:
+def _load_saved_model(path: Path, *, logits: bool, trust_model: bool) -> ImageClassifier:
     import tensorflow as tf
 
     if not (path / "saved_model.pb").exists():
@@ -246,8 +278,15 @@ def _load_saved_model(path: Path, *, logits: bool) -> ImageClassifier:
             f"{path} is a folder without saved_model.pb: not a SavedModel. Point at the folder "
             "that holds saved_model.pb (for TF Serving layouts, <base>/<name>/<version>/)."
         )
+    try:
+        trust.check_saved_model(path, trust_model=trust_model)  # before anything executes it
+    except trust.UntrustedModelError as err:
+        raise ContractError(str(err)) from None
+    except ValueError as err:
+        raise ContractError(f"{path} is not a readable SavedModel: {err}.") from None
     if (path / "keras_metadata.pb").exists():  # a tf-keras SavedModel: the full Keras model
-        return _from_tf_keras(_load_tf_keras(path), path, "tf-keras (SavedModel)", logits)
+        model = _load_tf_keras(path, trust_model=trust_model)
+        return _from_tf_keras(model, path, "tf-keras (SavedModel)", logits)
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as err:  # noqa: BLE001

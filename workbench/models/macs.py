@@ -28,26 +28,31 @@ def count_macs(model) -> int:
     Raises:
         ValueError: the model was never built (its layers have no shapes yet).
     """
-    import tf_keras as keras
-
     total = 0
     for layer, in_shapes, out_shapes in _layer_calls(model):
-        if isinstance(layer, keras.Model):
+        if _kind(layer, "Model", "Functional", "Sequential"):
             total += count_macs(layer)
             continue
-        while isinstance(layer, keras.layers.Wrapper):  # tfmot's quantize/prune/cluster wrappers
+        while _kind(layer, "Wrapper"):  # tfmot's quantize/prune/cluster wrappers
             layer = layer.layer
         total += layer_macs(layer, _dims(in_shapes), _dims(out_shapes))
     return int(total)
 
 
+def _kind(layer, *names: str) -> bool:
+    """Whether ``layer``'s class or a base of it has one of ``names``: the same test for a
+    Keras 3 and a tf-keras layer, whose classes share their names."""
+    return any(k.__name__ in names for k in type(layer).__mro__)
+
+
 def _layer_calls(model):
-    """(layer, input shapes, output shapes) for every call of every layer of ``model``."""
-    if getattr(model, "_is_graph_network", False):
-        for nodes in model._nodes_by_depth.values():
-            for node in nodes:
-                if not node.is_input:
-                    yield node.layer, node.input_shapes, node.output_shapes
+    """(layer, input shapes, output shapes) for every call of every layer of ``model``
+    (Keras 3 or tf-keras; a ``keras.ops`` call of a Keras 3 graph does no MACs)."""
+    from workbench.models import graph
+
+    if graph.is_keras3_model(model) or getattr(model, "_is_graph_network", False):
+        for n in graph.op_nodes(model):
+            yield n.op, [list(t.shape) for t in n.inputs], [list(t.shape) for t in n.outputs]
         return
     for layer in model.layers:
         try:
@@ -73,18 +78,16 @@ def layer_macs(layer, in_shape: list, out_shape: list) -> int:
     caller may ask what a narrower version of the layer would cost (see
     :func:`workbench.edge.channel_plan.plan_macs`). Layers that do no multiply-accumulates give 0.
     """
-    from tf_keras import layers as kl
-
-    convolutions = (kl.Conv1D, kl.Conv2D, kl.Conv3D, kl.SeparableConv1D, kl.SeparableConv2D)
-    depthwise = (kl.DepthwiseConv1D, kl.DepthwiseConv2D)
-    if not isinstance(layer, (kl.Dense, *convolutions, *depthwise)):
+    convolutions = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D")
+    depthwise = ("DepthwiseConv1D", "DepthwiseConv2D")
+    if not _kind(layer, "Dense", *convolutions, *depthwise):
         return 0
     if None in in_shape[1:] + out_shape[1:]:
         raise ValueError(
             f"count_macs: layer {layer.name!r} has a variable size (input {tuple(in_shape)}); "
             "give the model a fixed input shape to count its MACs."
         )
-    if isinstance(layer, kl.Dense):
+    if _kind(layer, "Dense"):
         return int(np.prod(in_shape[1:])) * out_shape[-1]
     axis = 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else -1
     c_in, c_out = in_shape[axis], out_shape[axis]
@@ -94,11 +97,11 @@ def layer_macs(layer, in_shape: list, out_shape: list) -> int:
         return int(np.prod([d for i, d in enumerate(shape) if i not in (0, channel)]))
 
     kernel = int(np.prod(layer.kernel_size))
-    if isinstance(layer, kl.SeparableConv1D | kl.SeparableConv2D):
+    if _kind(layer, "SeparableConv1D", "SeparableConv2D"):
         mid = c_in * layer.depth_multiplier
         return positions(out_shape) * (kernel * mid + mid * c_out)
-    if isinstance(layer, depthwise):
+    if _kind(layer, *depthwise):
         return positions(out_shape) * kernel * c_in * layer.depth_multiplier
-    if isinstance(layer, kl.Conv1DTranspose | kl.Conv2DTranspose | kl.Conv3DTranspose):
+    if _kind(layer, "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
         return positions(in_shape) * kernel * c_in * c_out // layer.groups
     return positions(out_shape) * kernel * (c_in // layer.groups) * c_out

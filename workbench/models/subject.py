@@ -93,6 +93,8 @@ def open_subject(
     n_test: int | None = None,
     validation_fraction: float = VALIDATION_FRACTION,
     seed: int = 0,
+    trust_model: bool = False,
+    max_data_bytes: int | None = None,
 ) -> Subject:
     """Open a model and its data, check the pair, split off validation images.
 
@@ -106,6 +108,9 @@ def open_subject(
         input_scale: the model gets ``pixels * input_scale`` (None: pixels as stored).
         n_train, n_test: use only the first images of each split.
         validation_fraction, seed: the validation images held out from the training images.
+        trust_model: load the model without the safety checks (:mod:`workbench.models.trust`).
+        max_data_bytes: refuse data larger than this once decoded (default: a share of this
+            machine's memory, :func:`workbench.data.sizes.max_data_bytes`).
 
     Raises:
         workbench.models.loading.ContractError: the model, the data or the pair is wrong.
@@ -116,7 +121,7 @@ def open_subject(
     from workbench.models import loading
 
     if model_path is None:
-        model_path = paths.cloud_dir() / "improved_cnn.keras"
+        model_path = paths.cloud_dir() / f"{paths.EDGE_CANDIDATE}.keras"
         if not Path(model_path).exists():
             raise loading.ContractError(
                 f"No model at {model_path}: run notebook 02 to train the cloud model, or "
@@ -124,14 +129,22 @@ def open_subject(
             )
         if input_scale is None:
             input_scale = recorded_input_scale(paths.cloud_dir() / "cloud_model.json")
+    model = model_path
     if data_path is None:
         dataset = cifar10.load_cifar10()
-    else:
-        dataset = datasets.load_image_dataset(data_path, class_names=class_names)
+    else:  # the model first: its input shape is checked against the data's headers
+        model = contract.open_for_data(
+            model_path, data_path, logits=logits, trust_model=trust_model
+        )
+        dataset = datasets.load_image_dataset(
+            data_path, class_names=class_names, max_bytes=max_data_bytes
+        )
     x_train, y_train, x_val, y_val, x_test, y_test = split_data(
         dataset, n_train=n_train, n_test=n_test, validation_fraction=validation_fraction, seed=seed
     )
-    classifier = contract.open_pair(model_path, dataset, logits=logits, input_scale=input_scale)
+    classifier = contract.open_pair(
+        model, dataset, logits=logits, input_scale=input_scale, trust_model=trust_model
+    )
     evaluation = Evaluation.of(
         classifier, x_test, y_test, x_val=x_val, y_val=y_val, input_scale=input_scale
     )
@@ -191,3 +204,87 @@ class Evaluation:
             x[:1],
             val_probs,
         )
+
+
+@dataclass
+class CloudModel:
+    """The model the cloud serves for a subject, with its answers on the subject's images."""
+
+    classifier: object  # workbench.models.loading.ImageClassifier
+    input_scale: float | None
+    name: str  # a short name (files, the model server)
+    source: str  # where it came from, in words
+    evaluation: Evaluation  # its answers on the subject's test and validation images
+    exported: Path | None = None  # a SavedModel already in the serving base (notebook 02's)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for images in their stored units (scaled as this model needs)."""
+        from workbench.models import loading
+
+        return self.classifier.predict(loading.scale_inputs(x, self.input_scale))
+
+
+def open_cloud_model(
+    subject: Subject,
+    cloud_model_path: str | Path | None = None,
+    *,
+    input_scale: float | None = None,
+    logits: bool = False,
+    trust_model: bool = False,
+) -> CloudModel:
+    """The cloud's model for ``subject``, checked against the subject's data.
+
+    - ``cloud_model_path`` given: that model (any format :mod:`workbench.models.loading`
+      reads), taking ``pixels * input_scale``;
+    - else, when the subject is notebook 02's edge candidate: notebook 02's cloud model (the
+      large one it trained and exported for the server);
+    - else the subject's own float model: edge and cloud then run the same network, and the
+      comparison is about where it runs, not what it knows.
+    """
+    import json
+
+    from workbench.core import paths
+
+    meta_path = paths.cloud_dir() / "cloud_model.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    candidate = paths.cloud_dir() / f"{paths.EDGE_CANDIDATE}.keras"
+    is_candidate = (
+        subject.classifier.path is not None
+        and Path(subject.classifier.path).resolve() == candidate.resolve()
+    )
+    exported = None
+    if cloud_model_path is None and is_candidate and meta.get("cloud_model"):
+        cloud_model_path = paths.cloud_dir() / f"{meta['cloud_model']}.keras"
+        input_scale = input_scale or recorded_input_scale(meta_path)
+        name = meta.get("serving_name", paths.CLOUD_MODEL_NAME)
+        source = (
+            f"notebook 02's cloud model ({meta['models'][meta['cloud_model']]['architecture']})"
+        )
+        exported = Path(meta["saved_model"]) if meta.get("saved_model") else None
+    elif cloud_model_path is None:
+        return CloudModel(
+            subject.classifier,
+            subject.input_scale,
+            subject.name,
+            "the subject's own float model",
+            subject.evaluation,
+        )
+    else:
+        name = Path(cloud_model_path).stem or Path(cloud_model_path).name
+        source = str(cloud_model_path)
+    classifier = contract.open_pair(
+        cloud_model_path,
+        subject.dataset,
+        logits=logits,
+        input_scale=input_scale,
+        trust_model=trust_model,
+    )
+    evaluation = Evaluation.of(
+        classifier,
+        subject.x_test,
+        subject.y_test,
+        x_val=subject.x_val,
+        y_val=subject.y_val,
+        input_scale=input_scale,
+    )
+    return CloudModel(classifier, input_scale, name, source, evaluation, exported)

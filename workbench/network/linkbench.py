@@ -160,7 +160,12 @@ def _ready(host: str) -> bool:
 
 
 class Connection(http.client.HTTPConnection):
-    """The standard library's HTTP connection to the sink, Nagle off, its writes recorded."""
+    """The standard library's HTTP connection to the sink, Nagle off, its writes recorded.
+
+    ``http.client``, not httpx (the package's HTTP client elsewhere): the size of each write
+    to the socket and the time of one exchange are what is measured, and this class sees
+    both without a client library's own work in between.
+    """
 
     def __init__(self, host: str, *, timeout_s: float = 120.0) -> None:
         super().__init__(host, SINK_PORT, timeout=timeout_s)

@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from workbench.network import latency
-from workbench.network.emulation import EmulatedLink as EmulatedLink
-from workbench.network.emulation import LinkEmulationError as LinkEmulationError
-from workbench.network.emulation import emulated_link as emulated_link
-from workbench.network.emulation import netem_available as netem_available
-from workbench.network.emulation import shaping_available as shaping_available
-from workbench.network.emulation import teardown as teardown
+
+# A cell is judged only where the transfer takes this many times the base time and its
+# measured spread: below that the round trip and the machine's scheduling decide the time,
+# not the link, and the cell is reported ("base-dominated"), not judged.
+DOMINANCE = 4.0
 
 # The columns of validate_bandwidth's rows worth a first look, in order.
 BANDWIDTH_COLUMNS = [
@@ -23,6 +22,7 @@ BANDWIDTH_COLUMNS = [
     "model_ms",
     "error",
     "verdict",
+    "noise_ms",
     "base_ms",
     "transfer_ms",
     "payload_error",
@@ -122,6 +122,11 @@ def bandwidth_check(row: dict) -> dict:
     http_up, http_down = sum(row["request_writes"]), sum(row["response_writes"])
     payload = latency.cloud_latency_ms(server_ms, link, http_up, http_down)
     measured = row["measured_ms"]
+    transfer = latency.transfer_ms(up, rate) + latency.transfer_ms(down, rate)
+    # the spread this machine added to the cell: the median over the fastest, on both links
+    noise = max(0.0, row.get("measured_p50_ms", measured) - measured) + max(
+        0.0, row.get("base_p50_ms", row["base_ms"]) - row["base_ms"]
+    )
     first = {
         "rate_mbps": rate,
         "connection": row["connection"],
@@ -130,11 +135,14 @@ def bandwidth_check(row: dict) -> dict:
         "model_ms": model,
         "error": measured / model - 1,
         "base_ms": row["base_ms"],
-        "transfer_ms": latency.transfer_ms(up, rate) + latency.transfer_ms(down, rate),
+        "transfer_ms": transfer,
+        "noise_ms": noise,
         "slow_start_ms": slow_ms,
         "payload_model_ms": payload,
         "payload_error": measured / payload - 1,
-        "verdict": bandwidth_verdict(measured, model, row["base_ms"]),
+        "verdict": bandwidth_verdict(
+            measured, model, row["base_ms"], transfer_ms=transfer, noise_ms=noise
+        ),
         "frame_bytes": up + down,
         "http_bytes": http_up + http_down,
     }
@@ -142,21 +150,37 @@ def bandwidth_check(row: dict) -> dict:
 
 
 def bandwidth_verdict(
-    measured_ms: float, model_ms: float, base_ms: float, *, tolerance: float = 0.15
+    measured_ms: float,
+    model_ms: float,
+    base_ms: float,
+    *,
+    transfer_ms: float | None = None,
+    noise_ms: float = 0.0,
+    tolerance: float = 0.15,
 ) -> str:
     """How a measured time compares with the model's.
 
+    Args:
+        transfer_ms: the model's bandwidth term for the cell (None: judge every cell).
+        noise_ms: the spread this machine added to the cell's samples (median minus fastest,
+            on the shaped and on the bare link): it widens the tolerance, since a busy
+            machine delays some requests by that much whatever the link does.
+
     Returns:
-        ``"within"``: within ``tolerance`` of the model.
+        ``"base-dominated"``: the transfer is shorter than :data:`DOMINANCE` times the base
+        time and its spread: the round trip and the machine's scheduling decide the time,
+        so the cell says nothing about the link's bandwidth (reported, not judged).
+        ``"within"``: within ``tolerance`` of the model, plus the measured noise.
         ``"overlap"``: faster than that, but by no more than the base time. The model adds
         the server's time to the transfer; a real server starts on a request (reads its
         headers, sets up a new connection) while the body is still arriving, so up to its
-        whole time can hide behind the transfer. Only possible where the transfer is
-        short next to the server's time (under ~6x the base time, for 15%).
-        ``"outside"``: slower than the model by more than ``tolerance``, or faster by more
-        than the base time: something the model does not describe.
+        whole time can hide behind the transfer.
+        ``"outside"``: slower than the model by more than the tolerance and the noise, or
+        faster by more than the base time: something the model does not describe.
     """
-    if abs(measured_ms / model_ms - 1) <= tolerance:
+    if transfer_ms is not None and transfer_ms < DOMINANCE * (base_ms + noise_ms):
+        return "base-dominated"
+    if abs(measured_ms - model_ms) <= tolerance * model_ms + noise_ms:
         return "within"
     if model_ms - base_ms <= measured_ms < model_ms:
         return "overlap"

@@ -26,9 +26,10 @@ def search_conclusions(
     ref = found.variant("float32")
     small = found.variant(found.winners["smallest"]) if found.winners["smallest"] else None
     fast = found.variant(found.winners["fastest"]) if found.winners["fastest"] else None
+    rule = f" with the pick rule *{found.rule.describe()}*" if found.rule else ""
     lines = [
         f"Within **{found.budget_pp:g} pp** of the float model (judged on the validation "
-        f"images), on this CPU at {threads} thread(s):",
+        f"images{rule}), on this CPU at {threads} thread(s):",
         "",
     ]
     if small:
@@ -46,7 +47,11 @@ def search_conclusions(
             + (f", {fast.macs / 1e6:.2f} M MACs per image." if fast.macs else ".")
         )
     if not (small or fast):
-        lines.append("- no variant stays within the budget: loosen `budget_pp`.")
+        lines.append(
+            "- no variant is certified within the budget: loosen `budget_pp` or `confidence`, "
+            "or hold out more validation images."
+        )
+    lines += _winners_curse(found)
     winners = [w for w in (small, fast) if w]
     missed = [
         v for i, v in enumerate(winners)
@@ -120,54 +125,127 @@ def search_conclusions(
     return "\n".join(lines)
 
 
+def _winners_curse(found: search.SearchResult) -> list[str]:
+    """What the pick rule changed: the point estimate's pick against the certified one, with
+    both test deltas (measured after the fact, never used to choose), and how many validation
+    images it would take to certify the one it turned down."""
+    loose = found.uncertified_winners or {}
+    out = []
+    for role in ("smallest", "fastest"):
+        chosen, naive = found.winners.get(role), loose.get(role)
+        if naive is None or naive == chosen or found.rule is None:
+            continue
+        v = found.variant(naive)
+        kept = f"the rule picked **{chosen}** instead" if chosen else "the rule certified none"
+        out.append(
+            f"- The winner's curse: on its validation point estimate alone the {role} would "
+            f"have been {naive} (validation {_noisy(v)}, lower bound "
+            f"{found.rule.bound_pp(v):+.2f} pp; test {v.delta_pp:+.2f} pp); {kept}. Among many "
+            "variants whose validation noise is as large as the budget, the one that looks "
+            "best is the one most likely to have been lucky there."
+        )
+        if v.val_noise_pp and found.n_val:
+            need = found.rule.images_needed(v.val_noise_pp, found.n_val)
+            out.append(
+                f"  Too few validation images to certify it: this run holds out "
+                f"{found.n_val:,}; certifying a variant with its noise, truly as accurate as "
+                f"the float model, would take about {need:,}."
+            )
+    return out
+
+
 def compare_conclusions(
     *,
     edge_variant: str,
     edge_accuracy: float,
     edge_latency,
-    cloud_accuracy: float,
-    payloads: list[dict],
-    best_encoding: str,
-    server_overhead_ms: float,
-    links: list[dict],
-    links_slow: list[dict],
-    edge_slowdown: float,
+    cloud,
+    cloud_source: str,
+    runtimes: list[dict],
+    cloud_runtime: str,
+    per_device: list[dict],
+    decision_rows: list[dict],
     load: dict,
     batching: dict,
     bandwidth: list[dict],
     bandwidth_skipped: str | None,
     threads: int = 1,
+    requests_per_day: float = 0,
+    price_per_core_hour: float = 0,
 ) -> str:
-    """Notebook 04's findings in a few Markdown bullets (every number from the arguments)."""
-    best = next(p for p in payloads if p["encoding"] == best_encoding)
-    json_row = next((p for p in payloads if p["encoding"] == "json"), None)
+    """Notebook 04's findings in a few Markdown bullets (every number from the arguments).
 
-    def names(rows, side):
-        return ", ".join(r["link"] for r in rows if r["faster"] == side) or "no link"
+    ``cloud`` is a :class:`workbench.collab.compare.CloudMeasurement`; ``per_device`` rows of
+    :func:`workbench.collab.compare.compare_devices`; ``decision_rows`` of
+    :func:`workbench.collab.decision.decision_table`.
+    """
+    from workbench.core import machine
 
+    where = machine.accelerator() or "this machine's CPU"
+    best = cloud.best
+    json_row = next((p for p in cloud.encodings if p["encoding"] == "json"), None)
+    gap = 100 * (cloud.accuracy - edge_accuracy)
+    by_runtime = {r["runtime"]: r for r in runtimes}
     lines = [
-        f"- **Edge** ({edge_variant}, {threads} thread(s)): accuracy {edge_accuracy:.4f}, "
-        f"p50 {edge_latency.p50_ms:.3f} ms, p95 {edge_latency.p95_ms:.3f} ms.",
-        f"- **Cloud** (float model behind the server): accuracy {cloud_accuracy:.4f}; loopback "
-        f"p50 {best['loopback_p50_ms']:.3f} ms with '{best_encoding}' "
-        f"({best['request_bytes']:,} bytes up, over {best['protocol'].upper()}); server "
-        f"overhead {server_overhead_ms:.3f} ms.",
+        f"- **Accuracy**: the cloud's model ({cloud_source}) answers {cloud.accuracy:.1%} of the "
+        f"test images right, the edge model ({edge_variant}) {edge_accuracy:.1%}: "
+        + (
+            f"**{gap:+.1f} pp for the cloud**, what the large model buys."
+            if gap > 0
+            else f"{gap:+.1f} pp: here the edge model is as accurate as the cloud's."
+        ),
+        f"- **The cloud side**, on {where}: model compute per image "
+        + ", ".join(f"{r['runtime']} {r['compute_p50_ms']:.3f} ms" for r in runtimes)
+        + f"; the comparison uses {cloud_runtime}"
+        + (
+            f" ({by_runtime['TensorFlow']['compute_p50_ms'] / by_runtime['LiteRT']['compute_p50_ms']:.1f}x "
+            "faster than TensorFlow's runtime for the same model)."
+            if cloud_runtime == "LiteRT" and "TensorFlow" in by_runtime
+            else "."
+        )
+        + f" Loopback p50 {best['loopback_p50_ms']:.2f} ms with '{cloud.best_encoding}' "
+        f"({best['request_bytes']:,} bytes up), server overhead {cloud.server_overhead_ms:.2f} ms.",
+        f"- **This CPU as an edge** (reference, not a device): p50 {edge_latency.p50_ms:.3f} ms "
+        f"at {threads} thread(s).",
     ]
     if json_row:
         lines.append(
             f"- **Payloads**: one image is {json_row['request_bytes']:,} bytes as JSON integers "
-            f"and {best['request_bytes']:,} bytes as '{best_encoding}' "
+            f"and {best['request_bytes']:,} bytes as '{cloud.best_encoding}' "
             f"({json_row['request_bytes'] / best['request_bytes']:.1f}x fewer)."
         )
-    lines += [
-        f"- **Edge is faster on**: {names(links, 'edge')}; **cloud is faster on**: "
-        f"{names(links, 'cloud')}.",
-        f"- **What-if, edge {edge_slowdown:g}x slower**: the cloud is faster on "
-        f"{names(links_slow, 'cloud')}; the edge still wins on {names(links_slow, 'edge')}.",
+    devices = list(dict.fromkeys(r["device"] for r in per_device))
+    for d in devices:
+        rows = [r for r in per_device if r["device"] == d]
+        edge_links = [r["key"] for r in rows if r["faster"] == "edge"]
+        cloud_links = [r["key"] for r in rows if r["faster"] == "cloud"]
+        lines.append(
+            f"- **{d}** ({rows[0]['edge_source']}, edge p50 {rows[0]['edge_p50_ms']:.2f} ms): "
+            + (f"the edge answers first on {', '.join(edge_links)}" if edge_links else "")
+            + ("; " if edge_links and cloud_links else "")
+            + (f"the cloud answers first on {', '.join(cloud_links)}" if cloud_links else "")
+            + "."
+        )
+    misfits = sorted({r["device"] for r in decision_rows if not r["fits_memory"]})
+    if misfits:
+        lines.append(
+            f"- **Does not fit**: the edge model does not fit {', '.join(misfits)}'s memory: "
+            "there it is the cloud (or a smaller model) whatever the latency."
+        )
+    if decision_rows:
+        r = decision_rows[0]
+        lines.append(
+            f"- **Traffic and cost**: at {requests_per_day:,.0f} requests a day a device sends "
+            f"{r['cloud_mb_per_month']:.1f} MB a month to the cloud (nothing from the edge); a "
+            f"million requests cost the cloud about ${r['cloud_usd_per_million']:.2f} at "
+            f"${price_per_core_hour:g} per core-hour, from the load test's throughput. "
+            "With the cloud, every image leaves the device; with the edge, nothing does."
+        )
+    lines.append(
         f"- **Under load**: {load['throughput_rps']:.1f} requests/s from {load['clients']} "
         f"clients, {load['failures']} failures, server CPU utilisation "
-        f"{load['cpu_utilisation']:.0%}.",
-    ]
+        f"{load['cpu_utilisation']:.0%}."
+    )
     ratios = batching.get("throughput_ratio", {})
     if ratios:
         pays = batching.get("pays_at_clients") or []
@@ -183,14 +261,20 @@ def compare_conclusions(
         )
     if bandwidth:
         within = sum(r["verdict"] == "within" for r in bandwidth)
-        worst = max(bandwidth, key=lambda r: abs(r["error"]))
+        judged = sum(r["verdict"] != "base-dominated" for r in bandwidth)
         lines.append(
-            f"- **Link model on real shaped links**: {within} of {len(bandwidth)} cells within "
-            f"15%; the largest deviation {worst['error']:+.0%} ({worst['size_bytes']:,} bytes at "
-            f"{worst['rate_mbps']:g} Mbit/s, {worst['connection']})."
+            f"- **Link model on real shaped links**: {within} of {judged} cells where the "
+            f"transfer dominates agree with the model within its tolerance ({len(bandwidth)} "
+            "cells measured)."
         )
     elif bandwidth_skipped:
         lines.append(f"- Link model on real links: not checked here ({bandwidth_skipped}).")
+    lines.append(
+        "\n**When is it the cloud?** When the device is slow for the model and the link is "
+        "fast, when the model does not fit the device, or when the accuracy the large model "
+        "adds is worth more than the round trip, the traffic and the images leaving the "
+        "device. Otherwise the edge answers first, offline, and keeps the data where it is."
+    )
     return "\n".join(lines)
 
 
@@ -200,69 +284,184 @@ def collab_conclusions(
     students: dict,
     student_int8: dict,
     cascades: list[dict],
+    cascade_latency: list[dict],
     cloud_accuracy: float,
-    edge_slowdown: float,
     tolerance_pp: float,
 ) -> str:
-    """Notebook 05's findings as Markdown (every number from the arguments)."""
+    """Notebook 05's findings as Markdown (every number from the arguments).
+
+    ``split``: :func:`workbench.collab.split.split_stage`'s result; ``cascades``: rows of
+    :func:`workbench.collab.cascade.summary`; ``cascade_latency``: rows of
+    :func:`workbench.collab.cascade.latency_table` for the first cascade.
+    """
     lines = []
     if split.get("status") == "ok":
-        rows = "\n".join(
-            f"| {b['link']} | {b['best_after']} | {b['best_ms']:.2f} | {b['all_edge_ms']:.2f} | "
-            f"{b['all_cloud_ms']:.2f} | {s['best_after']} ({s['best_ms']:.1f} ms) |"
-            for b, s in zip(split["best_per_link"], split["best_per_link_slow_edge"], strict=True)
+        best = split["best_per_device_link"]
+        middle = [b for b in best if b["intermediate"]]
+        lines.append(
+            f"- **Split computing of the cloud model**: {len(split['cut_points'])} valid cuts. "
+            f"Of {len(best)} device and link pairs, {len(middle)} are fastest with a cut in the "
+            "middle"
+            + (
+                " ("
+                + ", ".join(
+                    f"{b['device']} over {b['key']}: after {b['best_after']}" for b in middle[:6]
+                )
+                + (", ..." if len(middle) > 6 else "")
+                + ")"
+                if middle
+                else ""
+            )
+            + "; the others at one end (all on the device, or all in the cloud)."
         )
-        lines += [
-            "**Best cut per link** (end-to-end ms; the last layer means all edge, 'input' all "
-            "cloud):",
-            "",
-            f"| link | best cut after | best | all edge | all cloud | what-if edge "
-            f"{edge_slowdown:g}x slower: best cut |",
-            "|---|---|---|---|---|---|",
-            rows,
-            "",
-        ]
+        larger = [b for b in best if b.get("larger_than_input")]
+        if larger:
+            lines.append(
+                f"- {len(larger)} of those best cuts send an activation larger than the "
+                "compressed input: there the split pays for the device's compute saved, not "
+                "for bytes."
+            )
         run = split.get("run", {})
         if run.get("status") == "ok":
             lines.append(
-                f"- **Split run for real** after '{run['after']}' ({run['link']}): "
-                f"{run['agreement']:.2%} top-1 agreement with the full model (int8 "
-                f"activations, {run['wire_bytes_per_image']:,.0f} bytes per image)."
+                f"- **Split run for real** after '{run['after']}' ({run['device']}, "
+                f"{run['link']}): {run['agreement']:.2%} top-1 agreement with the full model "
+                f"(int8 activations, {run['wire_bytes_per_image']:,.0f} bytes per image)."
             )
     else:
         lines.append(f"- Split computing skipped: {split.get('reason')}")
     gain = students["gain_test_pp"]
     lines.append(
-        f"- **Distillation**: {gain['mean']:+.2f} ± {gain['sd']:.2f} pp on the test images over "
-        f"{len(gain['per_seed'])} seeds against labels alone (T={students['chosen']['temperature']:g}, "
-        f"alpha={students['chosen']['alpha']:g}); as int8 TFLite the student is "
-        f"{student_int8['gzip_bytes']:,} bytes gzip at {student_int8['accuracy']:.4f} accuracy, "
-        f"p50 {student_int8['p50_ms']:.3f} ms."
+        f"- **Distillation** from the cloud model: {gain['mean']:+.2f} ± {gain['sd']:.2f} pp on "
+        f"the test images over {len(gain['per_seed'])} seeds against labels alone "
+        f"(T={students['chosen']['temperature']:g}, alpha={students['chosen']['alpha']:g}); as "
+        f"int8 TFLite the student is {student_int8['gzip_bytes']:,} bytes gzip at "
+        f"{student_int8['accuracy']:.4f} accuracy."
     )
     for c in cascades:
         met = c["accuracy"] >= cloud_accuracy - tolerance_pp / 100 and c["cloud_fraction"] <= 0.5
+        gap = 100 * (cloud_accuracy - c["edge_accuracy"])
         lines.append(
-            f"- **Cascade with {c['edge model']}** (edge alone {c['edge_accuracy']:.4f}, "
-            f"{c['speedup_vs_cloud_float32_tflite']:.2f}x the speed of the cloud model's float32 "
-            f"TFLite): threshold {c['threshold']:.2f} gives {c['accuracy']:.4f} (cloud alone "
-            f"{cloud_accuracy:.4f}) sending {c['cloud_fraction']:.0%} of requests to the cloud"
+            f"- **Cascade with {c['edge model']}** (alone {c['edge_accuracy']:.4f}, {gap:+.1f} pp "
+            f"behind the cloud's {cloud_accuracy:.4f}): threshold {c['threshold']:.2f} reaches "
+            f"{c['accuracy']:.4f} sending {c['cloud_fraction']:.0%} of requests to the cloud"
             + (
-                f": within {tolerance_pp:g} pp with at most half the requests in the cloud."
+                f": within {tolerance_pp:g} pp of the cloud with at most half the requests."
                 if met
-                else "."
+                else (
+                    f": the target ({tolerance_pp:g} pp) needs {c['cloud_fraction']:.0%} in the "
+                    "cloud."
+                    if c["met"]
+                    else ": no threshold reaches the target."
+                )
             )
-            + (
-                " The edge model alone is already that close to the cloud model: compression "
-                "kept what the cloud knows, so the cloud adds nothing a cascade could use."
-                if met and c["cloud_fraction"] == 0
-                else ""
-            )
+        )
+    if cascade_latency:
+        wins = [r for r in cascade_latency if r["cascade_mean_ms"] < r["all_cloud_ms"]]
+        lines.append(
+            f"- **Cascade latency**: on {len(wins)} of {len(cascade_latency)} device and link "
+            "pairs the cascade's mean latency is below sending everything to the cloud; it is "
+            "never below answering everything on the device, which is the price of the "
+            "accuracy the cloud adds."
         )
     lines += [
         "",
-        "When each wins: a split pays only where a middle layer's activation is much smaller "
-        "than the input and the edge is slow compared with the link; on fast links the cloud "
-        "end, on slow ones the edge end. A cascade wins when most inputs are easy: the edge "
-        "answers them at edge speed and the cloud fixes the hard ones.",
+        "When each wins: a split pays where a middle layer's activation is small, the device "
+        "slow and the link fast enough; a cascade pays when most inputs are easy: the device "
+        "answers them at device speed and the large model fixes the hard ones.",
     ]
+    return "\n".join(lines)
+
+
+FULL_CIFAR10_TRAIN = 45_000  # the full training set after notebook 02's 10% validation split
+
+
+def cloud_conclusions(
+    rows: list[dict],
+    *,
+    specs: dict[str, dict],
+    cloud: str,
+    edge_candidate: str,
+    n_train: int,
+    data_source: str,
+    strategy: str,
+) -> str:
+    """Notebook 02 in a few sentences: what the cloud model buys over the edge candidate, at
+    what cost, and what to expect on the full dataset (every number from ``rows``)."""
+    by = {r["model"]: r for r in rows}
+    c, e = by[cloud], by[edge_candidate]
+    gain = 100 * (c["test_accuracy"] - e["test_accuracy"])
+    lines = [
+        f"The **cloud model** ({specs[cloud]['architecture']}, {c['parameters']:,} parameters, "
+        f"{c['macs'] / 1e6:.1f} M MACs per image) reaches **{c['test_accuracy']:.1%}** on the "
+        f"test images in inference mode: **{gain:+.1f} pp** against the **edge candidate** "
+        f"({specs[edge_candidate]['architecture']}, {e['parameters']:,} parameters, "
+        f"{e['macs'] / 1e6:.1f} M MACs, {e['test_accuracy']:.1%}), for "
+        f"{c['macs'] / e['macs']:.1f}x its compute per image."
+    ]
+    others = [r for name, r in by.items() if name not in (cloud, edge_candidate)]
+    for r in others:
+        lines.append(
+            f"The {r['model']} reaches {r['test_accuracy']:.1%} with {r['parameters']:,} "
+            f"parameters and {r['macs'] / 1e6:.1f} M MACs."
+        )
+    budgets = ", ".join(
+        f"{name} {by[name]['images_seen']:,} images ({by[name]['epochs']} epochs)" for name in by
+    )
+    lines.append(
+        f"Each model trained the way it trains best, on its own budget ({budgets}): a "
+        "difference between two of them mixes their architectures, recipes and budgets."
+    )
+    lines.append(
+        f"Training took {c['train_seconds']:.0f} s for the cloud model "
+        f"({c['images_per_second']:,.0f} images/s) and {e['train_seconds']:.0f} s for the edge "
+        f"candidate ({e['images_per_second']:,.0f} images/s), under {strategy}."
+    )
+    if n_train < FULL_CIFAR10_TRAIN:
+        epochs_full = c["images_seen"] / FULL_CIFAR10_TRAIN
+        lines.append(
+            f"These figures come from {n_train:,} training images ({data_source}). On the full "
+            f"CIFAR-10 the same budget is {epochs_full:.1f} epochs of {FULL_CIFAR10_TRAIN:,} "
+            "distinct images, which usually raises test accuracy for the same time; residual "
+            "networks of this kind are reported at about 91% on the full dataset after some "
+            "8 million images seen (He et al., CVPR 2016, ResNet-20: 64k steps of 128), so "
+            "expect a figure between this run's and that one. That is an expectation, not a "
+            "measurement of this run."
+        )
+    return " ".join(lines)
+
+
+def large_model_conclusions(rows: list[dict], *, edge: list[str], large: list[str]) -> str:
+    """Why the large model stays in the cloud, per device (rows of
+    :func:`workbench.edge.devices.device_table`; every number from them)."""
+    by = {(r["device"], r["variant"]): r for r in rows}
+    lines = []
+    for device in dict.fromkeys(r["device"] for r in rows):
+        best_edge = min(
+            (by[(device, v)] for v in edge if (device, v) in by and by[(device, v)]["p50_ms"]),
+            key=lambda r: r["p50_ms"],
+            default=None,
+        )
+        parts = []
+        for v in large:
+            r = by.get((device, v))
+            if r is None:
+                continue
+            if r["fits_memory"] is False:
+                parts.append(f"{v} does not fit ({r['memory_why']})")
+            elif r["p50_ms"] is not None:
+                parts.append(f"{v} {r['p50_ms']:.2f} ms ({r['source']})")
+        if not parts:
+            continue
+        edge_text = (
+            f"against {best_edge['variant']}'s {best_edge['p50_ms']:.2f} ms"
+            if best_edge
+            else "with no edge model estimated"
+        )
+        lines.append(f"- **{device}**: " + "; ".join(parts) + f", {edge_text}.")
+    lines.append(
+        "\nThe large model is what the cloud adds: where it does not fit, or runs many times "
+        "slower than the small model, a device sends its hard cases to the cloud instead "
+        "(notebook 05's cascade)."
+    )
     return "\n".join(lines)

@@ -394,10 +394,24 @@ def _notebook_section(root: Path, name: str, values: dict[str, Any]) -> Section:
         rows = values.get(key)
         if isinstance(rows, list | dict) and rows:
             tables.append(Table(rows, title=key))
+        elif skipped := skip_reason(values, key):
+            paragraphs.append(f"{key}: not measured in this run. {skipped}")
+        elif isinstance(rows, list | dict):
+            paragraphs.append(f"Table {key!r} has no rows in this run.")
         else:
-            paragraphs.append(f"Table {key!r} was listed but not recorded (or is empty).")
+            paragraphs.append(f"Table {key!r} was listed but not recorded.")
     figures = [Figure(f"figures/{fig}.png", alt=fig) for fig in values.get("figures", [])]
     return Section(name, paragraphs=paragraphs, tables=tables, figures=figures, links=links)
+
+
+def skip_reason(values: dict[str, Any], key: str) -> str | None:
+    """Why a notebook left table ``key`` empty, if it recorded why: under
+    ``<key>_skipped_reason`` or ``<first word>_skipped_reason`` (``netem_validation`` ->
+    ``netem_skipped_reason``)."""
+    for name in (f"{key}_skipped_reason", f"{key.split('_')[0]}_skipped_reason"):
+        if values.get(name):
+            return str(values[name])
+    return None
 
 
 def build_index(notebooks: list[str] | None = None) -> Path:

@@ -135,10 +135,14 @@ def _cost(w: workload.Work, rates: probe.Rates) -> tuple[float, str]:
     kind, _, arg = w.rate.partition(":")
     if kind == "train":
         arch, _, technique = arg.partition(":")
+        if arch not in rates.train_ips:  # an architecture the probe did not train
+            arch = min(rates.train_ips, key=rates.train_ips.get)  # its slowest: an upper bound
         ips = rates.train_ips[arch] / workload.STEP_FACTOR.get(technique, 1.0)
         return w.quantity / ips, f"{ips:,.0f} images/s"
     if kind == "first_step":
         arch, _, technique = arg.partition(":")
+        if arch not in rates.first_step_s:
+            arch = max(rates.first_step_s, key=rates.first_step_s.get)
         each = rates.first_step_s[arch] * workload.SETUP_FACTOR.get(technique, 1.0)
         return w.quantity * each, f"{each:.1f} s each"
     per_unit = {

@@ -12,13 +12,14 @@ Memory is measured and capped by :mod:`workbench.core.memory`.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.core import atomic, paths
+from workbench.core import atomic, paths, quiet
 from workbench.core.memory import MemoryLimit, MemorySampler
-from workbench.run import params
+from workbench.run import kernel, params
 
 
 class NotebookFailed(RuntimeError):
@@ -44,23 +45,6 @@ def kernel_name() -> str:
     return "workbench" if "workbench" in specs else "python3"
 
 
-CELL_TIMEOUT_S = 3600  # no cell of the full profile comes near it; a hung kernel fails instead
-
-
-def _kernel_config():
-    """Kernels talk to papermill over IPC sockets (files), not TCP ports on localhost.
-
-    Two kernels starting at once (a notebook run beside JupyterLab, or two runs) can pick
-    the same free TCP ports and hang; IPC connection files cannot collide, and the kernel
-    no longer warns that it "is running over TCP without encryption".
-    """
-    from traitlets.config import Config
-
-    config = Config()
-    config.KernelManager.transport = "ipc"
-    return config
-
-
 def execute(
     name: str,
     *,
@@ -74,11 +58,16 @@ def execute(
     """Run one notebook top to bottom; write the executed copy to ``out_dir``.
 
     ``record``: more to keep in ``runs.json`` next to the measured seconds (the plan's
-    estimate and the work it priced, :meth:`workbench.run.estimates.Estimate.record`).
+    estimate and the work it priced, :meth:`workbench.run.estimates.Estimate.record`); its
+    ``estimate_s`` also sizes the limit for one cell (:func:`workbench.run.kernel.cell_timeout`).
+
+    A watchdog (:mod:`workbench.run.kernel`) fails the run within seconds when the kernel stops
+    answering its heartbeat (stopped, frozen) or is idle while a cell's reply never came.
 
     Raises:
         NotebookFailed: naming the notebook, the failing cell's source and the error
-            (only the error's message when the notebook stopped on a dataset problem).
+            (only the error's message when the notebook stopped on a dataset problem); or
+            the cell (index, first line) that ran out of time or whose kernel stalled.
     """
     import papermill as pm
     from nbclient.exceptions import DeadKernelError
@@ -87,26 +76,34 @@ def execute(
     out_dir = out_dir or paths.reports_dir("executed")
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{name}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)  # a solution's: executed/solutions/
+    quiet.set_log_environment()  # inherited by the kernel: TensorFlow's C++ INFO lines off
     parameters = params.profile_parameters(name, profile) | (extra_parameters or {})
     if memory_limit is not None:
         memory_limit.reset_peak()
         kills_before = memory_limit.oom_kills()
     start = time.perf_counter()
     try:
-        with MemorySampler() as memory:
+        with (
+            MemorySampler() as memory,
+            tempfile.TemporaryDirectory(prefix="wb-kernel-") as ipc,
+        ):
             pm.execute_notebook(
                 str(src),
                 str(output),
                 parameters=parameters,
+                engine_name=kernel.engine(),
                 kernel_name=kernel_name(),
                 cwd=str(paths.notebooks_dir()),
                 progress_bar=progress,
                 log_output=False,
-                execution_timeout=CELL_TIMEOUT_S,
-                config=_kernel_config(),
+                execution_timeout=kernel.cell_timeout(profile, (record or {}).get("estimate_s")),
+                config=kernel.kernel_config(ipc),
             )
     except pm.PapermillExecutionError as err:
         raise NotebookFailed(_failure_message(name, err, output)) from None
+    except kernel.KernelStalled as err:
+        raise NotebookFailed(f"Notebook {name}: {err}. Executed copy so far: {output}") from None
     except DeadKernelError as err:
         hint = ""
         if memory_limit is not None and memory_limit.oom_kills() > kills_before:

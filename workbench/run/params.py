@@ -20,8 +20,34 @@ class ProfileError(ValueError):
 
 
 def notebook_names() -> list[str]:
-    """Stems of ``notebooks/NN-*.ipynb`` in flow order."""
-    return sorted(p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]-*.ipynb"))
+    """Stems of the numbered notebooks (``NN-*.ipynb``) in flow order, from the folder
+    :func:`workbench.core.paths.notebooks_dir` names."""
+    return sorted(p.stem for p in paths.notebooks_dir().glob(paths.NOTEBOOK_PATTERN))
+
+
+SOLUTIONS = "solutions"  # the folder, beside the notebooks, of their solutions notebooks
+
+
+def solution_names() -> list[str]:
+    """The solutions notebooks, as names :func:`workbench.run.notebooks.execute` runs:
+    ``solutions/<notebook>`` for ``notebooks/solutions/<notebook>.ipynb``, in flow order.
+
+    A solution answers the exercises of the notebook of the same stem and reads what that
+    notebook recorded, so it runs after it. ``make run`` never runs them
+    (:func:`notebook_names` lists only the numbered notebooks); the notebook tests do.
+    """
+    folder = paths.notebooks_dir() / SOLUTIONS
+    return sorted(f"{SOLUTIONS}/{p.stem}" for p in folder.glob(paths.NOTEBOOK_PATTERN))
+
+
+def notebook_of(solution: str) -> str:
+    """The notebook a solution answers: ``solutions/01-edge-iris-knn`` -> ``01-edge-iris-knn``."""
+    return solution.removeprefix(f"{SOLUTIONS}/")
+
+
+def profile_names() -> list[str]:
+    """The profiles a run can use: ``full`` and one per ``params/*.yaml`` beside the notebooks."""
+    return ["full", *sorted(p.stem for p in (paths.notebooks_dir() / "params").glob("*.yaml"))]
 
 
 def notebook_parameters(name: str) -> dict[str, dict]:

@@ -100,33 +100,66 @@ def _work_01(p: dict, env: Environment) -> list[Work]:
     ]
 
 
+# Notebook 02's models: role -> (its architecture's parameter or name, images, batch size).
+ROLES_02 = {
+    "seed_cnn": ("seed_cnn", "seed_images", "seed_batch_size"),
+    "improved_cnn": ("improved_cnn", "improved_images", "improved_batch_size"),
+    "cloud": ("cloud_architecture", "cloud_images", "cloud_batch_size"),
+}
+
+
+def _arch_02(role: str, p: dict) -> str:
+    arch, _, _ = ROLES_02[role]
+    return p.get(arch, arch) if arch.endswith("_architecture") else arch
+
+
 def _work_02(p: dict, env: Environment) -> list[Work]:
     from workbench.cloud.train import epochs_for
 
     n_fit, n_val = _split(_cap(env.n_train, p["n_train"]), p["val_fraction"])
     n_test = _cap(env.n_test, p["n_test"])
     # train.fit resumes from a checkpoint of the same run: epochs already done are not trained
-    seed_epochs = epochs_for(p["seed_images"], n_fit) - _done("seed_cnn", n_fit, p, env)
-    improved_epochs = epochs_for(p["improved_images"], n_fit) - _done("improved_cnn", n_fit, p, env)
-    epochs = seed_epochs + improved_epochs
+    epochs = {
+        role: epochs_for(p[images], n_fit) - _done(role, n_fit, p, env)
+        for role, (_, images, _) in ROLES_02.items()
+    }
+    cloud = _arch_02("cloud", p)
     return [
-        Work("improved CNN training", improved_epochs * n_fit, "images", "train:improved_cnn"),
-        Work("seed CNN training", seed_epochs * n_fit, "images", "train:seed_cnn"),
-        # validation after every epoch; both models on the test images; the reload check
-        Work("inference", epochs * n_val + 2 * n_test + 64, "images", "predict"),
-        Work("epochs (checkpoint each)", epochs, "epochs", "epoch"),
+        Work("cloud model training", epochs["cloud"] * n_fit, "images", f"train:{cloud}"),
+        Work(
+            "improved CNN training", epochs["improved_cnn"] * n_fit, "images", "train:improved_cnn"
+        ),
+        Work("seed CNN training", epochs["seed_cnn"] * n_fit, "images", "train:seed_cnn"),
+        # validation after every epoch and the test images, the cheap models at the improved
+        # CNN's inference rate, the cloud model's at its training rate (an upper bound)
+        Work(
+            "inference",
+            (epochs["seed_cnn"] + epochs["improved_cnn"]) * n_val + 2 * n_test,
+            "images",
+            "predict",
+        ),
+        Work(
+            "cloud model inference",
+            epochs["cloud"] * n_val + n_test + 16,
+            "images",
+            f"train:{cloud}",
+        ),
+        Work("epochs (checkpoint each)", sum(epochs.values()), "epochs", "epoch"),
         Work("training set-ups", 3, "fits", "first_step:improved_cnn"),  # seed, improved, resume
+        Work("cloud model set-up", 1, "fits", f"first_step:{cloud}"),
         Work("TensorFlow import", 1, "", "import"),
         Work("fixed", 1, "run", "fixed"),
     ]
 
 
-def _done(arch: str, n_fit: int, p: dict, env: Environment) -> int:
-    """Epochs of ``arch`` a checkpoint already holds for this training (same images per epoch,
-    no more epochs than planned): probably the same run, which train.fit resumes."""
+def _done(role: str, n_fit: int, p: dict, env: Environment) -> int:
+    """Epochs of ``role``'s architecture a checkpoint already holds for this training (same
+    images per epoch, no more epochs than planned): probably the same run, which train.fit
+    resumes."""
     from workbench.cloud.train import epochs_for
 
-    planned = epochs_for(p[f"{arch.split('_')[0]}_images"], n_fit)
+    arch, images = _arch_02(role, p), ROLES_02[role][1]
+    planned = epochs_for(p[images], n_fit)
     found = [
         e for a, e, seen in env.checkpoints if a == arch and seen == e * n_fit <= planned * n_fit
     ]
@@ -135,7 +168,9 @@ def _done(arch: str, n_fit: int, p: dict, env: Environment) -> int:
 
 def _batch_note(arch: str, batch: int) -> list[str]:
     """A warning when a notebook trains ``arch`` at another batch size than the probe did."""
-    probed = next(b for a, b, _ in probe.PROBE_TRAINING if a == arch)
+    probed = next((b for a, b, _ in probe.PROBE_TRAINING if a == arch), None)
+    if probed is None:
+        return [f"the probe does not train {arch}: its rate is a guess (the improved CNN's)"]
     if batch == probed:
         return []
     return [f"the probe trained {arch} at batch {probed}, this run uses {batch}: its rate differs"]
@@ -145,6 +180,7 @@ def _notes_02(p: dict, env: Environment) -> list[str]:
     return (
         _batch_note("seed_cnn", p["seed_batch_size"])
         + _batch_note("improved_cnn", p["improved_batch_size"])
+        + _batch_note(_arch_02("cloud", p), p["cloud_batch_size"])
         + _resumed_02(p, env)
     )
 
@@ -153,12 +189,12 @@ def _resumed_02(p: dict, env: Environment) -> list[str]:
     from workbench.cloud.train import epochs_for
 
     n_fit, _ = _split(_cap(env.n_train, p["n_train"]), p["val_fraction"])
-    done = {a: _done(a, n_fit, p, env) for a in ("seed_cnn", "improved_cnn")}
+    done = {role: _done(role, n_fit, p, env) for role in ROLES_02}
     if not any(done.values()):
         return []
     found = ", ".join(
-        f"{a} {e} of {epochs_for(p[a.split('_')[0] + '_images'], n_fit)} epochs"
-        for a, e in done.items()
+        f"{_arch_02(role, p)} {e} of {epochs_for(p[ROLES_02[role][1]], n_fit)} epochs"
+        for role, e in done.items()
         if e
     )
     return [
@@ -313,6 +349,9 @@ MODELS: dict[str, WorkModel] = {
             "seed_batch_size",
             "improved_images",
             "improved_batch_size",
+            "cloud_architecture",
+            "cloud_images",
+            "cloud_batch_size",
         ),
         _work_02,
         explain=_notes_02,

@@ -11,9 +11,11 @@ policies, live polling of the model base and dynamic batching, and with limits t
 - :func:`load_test`, :func:`batching_comparison`, :func:`read_metrics` measure it.
 
 Modules, one per part: ``options`` (flags), ``storage`` (folder or object store),
-``registry`` (loading, version policy, polling), ``decode`` (requests to checked arrays,
-limits), ``batching``, ``service`` (what both APIs share), ``rest``, ``grpc_api``, ``server``
-(the process), ``launcher`` (:func:`serving`), ``experiments``.
+``servable`` (one version loaded: TensorFlow after a safety scan, or LiteRT), ``registry``
+(version policy, polling), ``decode`` (requests to checked arrays, limits), ``batching``,
+``service`` (what both APIs share), ``security`` (tokens, hosts, origins, exposure),
+``connections`` (deadlines and caps per connection), ``rest``, ``grpc_api``, ``server`` (the
+process), ``launcher`` (:func:`serving`), ``experiments``.
 """
 
 from __future__ import annotations

@@ -497,7 +497,13 @@ def encode_json_response(outputs: dict[str, np.ndarray], fmt: str) -> bytes:
         if len(values) == 1:
             doc: dict = {"predictions": next(iter(values.values()))}
         else:
-            n = len(next(iter(values.values())))
+            sizes = {k: (np.shape(outputs[k]) or (None,))[0] for k in outputs}
+            n = next(iter(sizes.values()))
+            if n is None or any(size != n for size in sizes.values()):
+                raise RequestError(
+                    f"The outputs do not share one batch size ({sizes}), which the row format "
+                    'needs: send the request in the columnar format ("inputs")'
+                )
             doc = {"predictions": [{k: v[i] for k, v in values.items()} for i in range(n)]}
     else:
         doc = {"outputs": next(iter(values.values())) if len(values) == 1 else values}

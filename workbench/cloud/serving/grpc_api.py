@@ -6,6 +6,10 @@ package, so its stubs (and any TF Serving gRPC client) work unchanged. Errors ca
 Serving's status codes: ``NOT_FOUND`` for an unknown model or version, ``INVALID_ARGUMENT``
 for a bad tensor, ``UNAVAILABLE`` when the server is at its limits. Each Predict answer
 carries the server timings as trailing metadata ``server-timing`` (as the REST header).
+
+It uses REST's certificates (``--ssl-certfile``, ``--ssl-keyfile``, ``--ssl-ca-certs``: TLS, and
+mutual TLS with the CA) and tokens (``--auth-token-file``: ``UNAUTHENTICATED`` without
+``authorization: Bearer <token>`` metadata), and closes idle connections and slow handshakes.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from tensorflow_serving.apis import (
 
 from workbench.cloud.serving.decode import TensorSpec, check_array
 from workbench.cloud.serving.errors import RequestError
+from workbench.cloud.serving.options import ServerOptions
+from workbench.cloud.serving.security import read_tokens, token_matches
 from workbench.cloud.serving.service import Service, server_timing
 
 log = logging.getLogger("workbench.cloud.serving")
@@ -202,30 +208,89 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+GRPC_IDLE_MS = 60_000  # gRPC clients reconnect by themselves, so an idle close costs nothing
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """``UNAUTHENTICATED`` for every call without ``authorization: Bearer <one of tokens>``."""
+
+    def __init__(self, tokens: list[bytes], on_refusal=None) -> None:
+        self.tokens = tokens
+        self.on_refusal = on_refusal
+
+        def deny(request, context):
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "Missing or wrong bearer token: send metadata 'authorization: Bearer <token>'",
+            )
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if token_matches(metadata.get("authorization"), self.tokens):
+            return continuation(handler_call_details)
+        if self.on_refusal is not None:
+            self.on_refusal("token")
+        return self._deny
+
+
+def server_credentials(options: ServerOptions) -> grpc.ServerCredentials | None:
+    """TLS from REST's certificate files (client certificates required when ``ssl_ca_certs``
+    is given), or None without ``ssl_certfile``."""
+    from pathlib import Path
+
+    if not options.ssl_certfile:
+        return None
+    chain = Path(options.ssl_certfile).read_bytes()
+    key = Path(options.ssl_keyfile).read_bytes() if options.ssl_keyfile else chain
+    ca = Path(options.ssl_ca_certs).read_bytes() if options.ssl_ca_certs else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
 def start_grpc_server(service: Service, host: str, port: int) -> tuple[grpc.Server, int]:
     """Serve both services on ``host:port`` (0: any free port); return the server and port.
 
     The message size limit is the body limit (``--max-body-bytes``, else 16 MiB); at most
-    ``--max-concurrent-requests`` calls are accepted at once (more: ``RESOURCE_EXHAUSTED``).
+    ``--max-concurrent-requests`` calls are accepted at once (more: ``RESOURCE_EXHAUSTED``);
+    handshakes must finish within ``--header-timeout-s``; idle connections are closed after a
+    minute; metadata keeps gRPC's own caps (8 to 16 KiB).
     """
     options = service.options
     limit = options.max_body_bytes or 16 * 2**20
+    refused = service.metrics.rejected.labels
+    interceptors = (
+        [TokenInterceptor(read_tokens(options.auth_token_file), lambda r: refused(r).inc())]
+        if options.auth_token_file
+        else []
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=options.max_concurrent_requests, thread_name_prefix="grpc"
         ),
+        interceptors=interceptors,
         maximum_concurrent_rpcs=options.max_concurrent_requests,
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),  # a second process must not share our port
+            ("grpc.server_handshake_timeout_ms", int(options.header_timeout_s * 1000)),
+            ("grpc.max_connection_idle_ms", GRPC_IDLE_MS),
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(service), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    credentials = server_credentials(options)
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, credentials)
+        if credentials is not None
+        else server.add_insecure_port(address)
+    )
     if not bound:
         raise OSError(f"Cannot bind the gRPC port {host}:{port} (in use?)")
     server.start()

@@ -11,6 +11,8 @@ subprocess on a free port, waits until it is ready, yields its URL(s), and alway
   exits when the pipe closes, i.e. when this process ends for any reason, even ``SIGKILL``
   (a killed notebook kernel). ``PR_SET_PDEATHSIG`` is not used: it fires when the *thread*
   that started the child exits, which would stop a server started from a worker thread.
+- **Locked, if asked**: with ``auth_token_file`` and the ``ssl_*`` options the server wants a
+  token and speaks TLS; :meth:`RunningServer.client` hands out clients that bring both.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.cloud.client import ServingError
+from workbench.cloud.client import ServingClient, ServingError, ssl_context
 from workbench.cloud.serving.options import ServerOptions
+from workbench.cloud.serving.security import read_tokens
 from workbench.cloud.serving.service import NONCE_ENV
 
 PORT_ATTEMPTS = 3
@@ -54,14 +57,35 @@ class RunningServer:
     grpc_port: int | None = None
     nonce: str = ""
     host: str = "127.0.0.1"
+    token: str | None = field(default=None, repr=False)  # the first of --auth-token-file's
+    ca_bundle: str | None = None  # what checks the server's certificate (TLS)
+    client_cert: tuple[str, str] | None = None  # what this side presents (mutual TLS)
     _output: collections.deque = field(
         default_factory=lambda: collections.deque(maxlen=400), repr=False
     )
 
     @property
+    def tls(self) -> bool:
+        return self.url.startswith("https://")
+
+    @property
     def grpc_url(self) -> str | None:
-        """``grpc://host:port`` for :class:`~workbench.cloud.client.ServingClient`, or None."""
-        return f"grpc://{self.host}:{self.grpc_port}" if self.grpc_port else None
+        """``grpc://host:port`` (``grpcs://`` over TLS) for
+        :class:`~workbench.cloud.client.ServingClient`, or None."""
+        scheme = "grpcs" if self.tls else "grpc"
+        return f"{scheme}://{self.host}:{self.grpc_port}" if self.grpc_port else None
+
+    @property
+    def client_options(self) -> dict:
+        """:class:`~workbench.cloud.client.ServingClient` keywords for this server (token, TLS)."""
+        return {"token": self.token, "ca_bundle": self.ca_bundle, "client_cert": self.client_cert}
+
+    def client(self, model: str, *, grpc: bool = False, **kwargs) -> ServingClient:
+        """A client of ``model`` on this server (REST, or gRPC), with its token and certificates."""
+        url = self.grpc_url if grpc else self.url
+        if url is None:
+            raise ValueError("This server has no gRPC port: start it with grpc=True")
+        return ServingClient(url, model, **{**self.client_options, **kwargs})
 
     @property
     def grpc_target(self) -> str | None:
@@ -87,6 +111,8 @@ def serving(
     grpc_port: int | None = None,
     startup_timeout_s: float = 120.0,
     netns: str | None = None,
+    ca_bundle: str | Path | None = None,
+    client_cert: tuple[str | Path, str | Path] | None = None,
     **options,
 ) -> Iterator[RunningServer]:
     """Start the server as a subprocess, wait until it is ready, always stop it.
@@ -99,9 +125,14 @@ def serving(
         startup_timeout_s: how long loading the models may take.
         netns: run the server inside this network namespace (``ip netns exec``), for
             link-emulation experiments; ``host`` must then be an address in it.
+        ca_bundle: with TLS (``ssl_certfile``), the CA that signed the server's certificate
+            (default: that certificate itself, right for a self-signed one).
+        client_cert: with mutual TLS (``ssl_ca_certs``), ``(certificate, key)`` this side
+            presents.
         **options: any other :class:`~workbench.cloud.serving.options.ServerOptions` field, e.g.
             ``version_policy="all"``, ``enable_batching=True``, ``max_batch_size=32``,
-            ``poll_seconds=0``.
+            ``poll_seconds=0``, ``prefer_tflite_model=True`` (serve ``model.tflite`` with
+            LiteRT), ``trust_model=True``, ``auth_token_file=...``, ``ssl_certfile=...``.
     """
     from workbench.core import paths
 
@@ -118,6 +149,11 @@ def serving(
             **options,
         )
         server = _start(opts, netns)
+        if opts.auth_token_file:
+            server.token = read_tokens(opts.auth_token_file)[0].decode()
+        if opts.ssl_certfile:
+            server.ca_bundle = str(ca_bundle or opts.ssl_certfile)
+            server.client_cert = tuple(str(p) for p in client_cert) if client_cert else None
         stopper = functools.partial(_stop, server.process)
         atexit.register(stopper)  # also stops it if the interpreter exits inside the block
         try:
@@ -150,7 +186,7 @@ def _start(opts: ServerOptions, netns: str | None) -> RunningServer:
         env={**os.environ, NONCE_ENV: nonce},
     )
     server = RunningServer(
-        url=f"http://{opts.host}:{opts.port}",
+        url=f"{'https' if opts.ssl_certfile else 'http'}://{opts.host}:{opts.port}",
         process=proc,
         port=opts.port,
         grpc_port=opts.grpc_port or None,
@@ -180,8 +216,20 @@ def _wait_ready(server: RunningServer, deadline: float, timeout_s: float) -> Non
                 f"ready. Its output:\n{log[-3000:]}"
             )
         try:
-            r = httpx.get(f"{server.url}/healthz", timeout=1.0, trust_env=False)
-        except httpx.HTTPError:
+            r = httpx.get(
+                f"{server.url}/healthz",
+                timeout=1.0,
+                trust_env=False,
+                headers={"Authorization": f"Bearer {server.token}"} if server.token else None,
+                verify=ssl_context(server.ca_bundle, server.client_cert) if server.tls else True,
+            )
+        except httpx.HTTPError as err:
+            if server.tls and "certificate" in str(err).lower():
+                raise ServingError(
+                    f"The model server at {server.url} is up, but its TLS certificate was not "
+                    f"accepted ({err}): pass ca_bundle=<the CA that signed it> (and "
+                    "client_cert=(cert, key) for mutual TLS)."
+                ) from None
             r = None
         if r is not None:
             try:

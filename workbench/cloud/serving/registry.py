@@ -6,7 +6,10 @@
   served, and only then are versions it replaces unloaded; a removed version is unloaded.
 - A version that fails to load is reported in its status (state ``END`` with
   ``status.error_message``) and not retried until its files change; the newest version that
-  did load keeps serving.
+  did load keeps serving. A SavedModel whose graphs reach files, processes or the network is
+  such a failure unless the server runs with ``--trust-model``.
+
+Loading one version (a servable) is :mod:`~workbench.cloud.serving.servable`'s job.
 """
 
 from __future__ import annotations
@@ -15,14 +18,11 @@ import gc
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from workbench.cloud.serving.decode import Limits, TensorSpec, derive_limits
 from workbench.cloud.serving.errors import RequestError
+from workbench.cloud.serving.servable import LoadedModel
 
 log = logging.getLogger("workbench.cloud.serving")
 
@@ -76,122 +76,6 @@ class VersionPolicy:
         if self.kind == "specific":
             return "specific:" + ",".join(map(str, self.versions))
         return self.kind
-
-
-@dataclass
-class Signature:
-    """One callable signature of a loaded SavedModel."""
-
-    name: str
-    fn: Any
-    inputs: dict[str, TensorSpec]
-    outputs: dict[str, TensorSpec]
-
-    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call the model; an input the graph rejects is a caller mistake (400), not a 500."""
-        import tensorflow as tf
-
-        try:
-            result = self.fn(**{k: tf.constant(v) for k, v in arrays.items()})
-        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise RequestError(f"The model rejected the input: {first[:300]}") from None
-        return {k: v.numpy() for k, v in result.items()}
-
-
-@dataclass
-class LoadedModel:
-    """One loaded version: its signatures (callable and as SignatureDef protos) and limits."""
-
-    name: str
-    version: int
-    path: Path
-    signatures: dict[str, Signature]
-    signature_defs: dict[str, Any]  # name -> tensorflow SignatureDef proto
-    limits: Limits
-    keepalive: Any = None  # the loaded object; the functions need it alive
-    batchers: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def signature(self, name: str) -> Signature:
-        if not isinstance(name, str):
-            raise RequestError("'signature_name' must be a string")
-        found = self.signatures.get(name or "serving_default")
-        if found is None:
-            raise RequestError(
-                f'Serving signature name: "{name}" not found in signature def '
-                f"(available: {sorted(self.signatures)})"
-            )
-        return found
-
-    def batcher(self, signature: Signature, make: Callable[[Signature], Any]) -> Any:
-        """The batcher of one signature, created on first use."""
-        with self._lock:
-            if signature.name not in self.batchers:
-                self.batchers[signature.name] = make(signature)
-            return self.batchers[signature.name]
-
-    def close(self) -> None:
-        """Stop the batchers (queued requests finish first)."""
-        with self._lock:
-            batchers, self.batchers = list(self.batchers.values()), {}
-        for b in batchers:
-            b.close()
-
-
-def load_saved_model(
-    path: Path,
-    name: str,
-    version: int,
-    *,
-    max_batch_size: int,
-    max_body_bytes: int | None = None,
-) -> LoadedModel:
-    """Load a SavedModel, describe its signatures and limits, and warm it up.
-
-    Warm-up calls every signature with fixed-shape numeric inputs once on zeros, so the first
-    request is not slower than the rest and a model that cannot run fails here, not later.
-    """
-    import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = Path(path)
-    loaded = tf.saved_model.load(str(path))
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((path / "saved_model.pb").read_bytes())
-    all_defs = proto.meta_graphs[0].signature_def
-    signatures = {}
-    for sig_name, fn in loaded.signatures.items():
-        inputs = {k: TensorSpec.from_tf(k, s) for k, s in fn.structured_input_signature[1].items()}
-        outputs = {k: TensorSpec.from_tf(k, s) for k, s in fn.structured_outputs.items()}
-        signatures[sig_name] = Signature(sig_name, fn, inputs, outputs)
-    model = LoadedModel(
-        name=name,
-        version=version,
-        path=path,
-        signatures=signatures,
-        signature_defs={k: all_defs[k] for k in signatures if k in all_defs},
-        limits=derive_limits(
-            {k: s.inputs for k, s in signatures.items()},
-            max_batch_size=max_batch_size,
-            max_body_bytes=max_body_bytes,
-        ),
-        keepalive=loaded,
-    )
-    for signature in signatures.values():
-        _warm_up(signature)
-    return model
-
-
-def _warm_up(signature: Signature) -> None:
-    specs = list(signature.inputs.values())
-    if any(s.is_string or s.instance_elements() is None for s in specs):
-        return
-    zeros = {s.name: np.zeros((1, *s.shape[1:]), dtype=s.dtype) for s in specs}
-    try:
-        signature.run(zeros)
-    except RequestError:
-        pass  # the model refuses zeros: a choice of the model, not a broken one
 
 
 @dataclass
@@ -312,7 +196,8 @@ class Registry:
             return None
         self._failed.pop((name, version), None)
         self._set_state(name, version, "AVAILABLE")
-        log.info("Serving %s version %s from %s", name, version, self.base.url)
+        runtime = getattr(model, "runtime", "TensorFlow")
+        log.info("Serving %s version %s from %s (%s)", name, version, self.base.url, runtime)
         return model
 
     def _unload(self, name: str, model: LoadedModel) -> None:

@@ -11,7 +11,10 @@
 Every ``:predict`` answer carries ``Server-Timing: parse;dur=…, queue;dur=…, compute;dur=…``
 (milliseconds). Caller mistakes get a 4xx with ``{"error": "..."}`` from one exception
 handler; overload gets 503 with ``Retry-After``; a server bug gets a JSON 500 and its
-traceback in the server's log.
+traceback in the server's log. Host, Origin and bearer token are checked before any route
+(:class:`~workbench.cloud.serving.security.AccessGuard`). A predict reads its whole body
+first (each chunk counted against ``--max-inflight-bytes``) and only then takes a predict
+slot, so a client that sends slowly never keeps another's predict out.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from workbench.cloud.serving.errors import RequestError
-from workbench.cloud.serving.service import Service, server_timing
+from workbench.cloud.serving.security import AccessGuard
+from workbench.cloud.serving.service import BodyBytes, Service, server_timing
 from workbench.cloud.serving.storage import parse_version
 
 log = logging.getLogger("workbench.cloud.serving")
@@ -58,7 +63,11 @@ def build_app(service: Service) -> FastAPI:
         version="2",
     )
     app.state.service = service
-    app.add_middleware(Measure, service=service)
+    refused = service.metrics.rejected.labels
+    app.add_middleware(
+        AccessGuard, options=service.options, on_refusal=lambda reason: refused(reason).inc()
+    )
+    app.add_middleware(Measure, service=service)  # outermost: refusals are counted too
     for cls in (RequestError, HTTPException, RequestValidationError):
         app.add_exception_handler(cls, _error_response)
 
@@ -174,24 +183,31 @@ async def _predict(service: Service, request: Request, name: str, version: int |
     if declared_bytes is not None and declared_bytes > limit:
         service.metrics.rejected.labels("body_size").inc()
         raise _too_large(declared_bytes, limit)
-    with service.admission.slot(declared_bytes or limit):
-        body = await _read_body(request, limit)
-        loop = asyncio.get_running_loop()
-        content, timings = await loop.run_in_executor(
-            service.executor, service.predict_json, model, body
-        )
+    with service.admission.body() as held:
+        body = await _read_body(request, limit, held)
+        with service.admission.slot():  # only now: a slow body never holds a predict slot
+            loop = asyncio.get_running_loop()
+            content, timings = await loop.run_in_executor(
+                service.executor, service.predict_json, model, body
+            )
     return Response(
         content, media_type="application/json", headers={SERVER_TIMING: server_timing(timings)}
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, held: BodyBytes) -> bytes:
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(None, limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(None, limit)
+            held.add(len(chunk))
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or closed by the body deadline (connections.py)
+        raise RequestError(
+            "The request body did not arrive in time (--body-timeout-s)", http_status=408
+        ) from None
     return b"".join(chunks)
 
 

@@ -4,9 +4,11 @@
 servicers (:mod:`~workbench.cloud.serving.grpc_api`), so both answer the same way and count
 against the same limits:
 
-- **admission**: at most ``--max-concurrent-requests`` predicts and ``--max-inflight-bytes``
-  of request bodies in progress; more get ``UNAVAILABLE`` (HTTP 503 with ``Retry-After``)
-  at once, before the body is read, instead of queueing without bound;
+- **admission**: at most ``--max-inflight-bytes`` of request bodies in memory (counted as
+  they arrive, so a body trickling in holds almost nothing) and at most
+  ``--max-concurrent-requests`` predicts in progress, a slot taken only once the body is
+  complete; more get ``UNAVAILABLE`` (HTTP 503 with ``Retry-After``) at once instead of
+  queueing without bound;
 - **decoding** of JSON bodies one at a time (it holds the GIL anyway), so only one request's
   Python objects exist at once;
 - **model calls**: through the batcher with ``--enable-batching``, else at most one per CPU
@@ -31,20 +33,15 @@ from workbench.cloud.serving.decode import decode_json_request, encode_json_resp
 from workbench.cloud.serving.errors import RequestError
 from workbench.cloud.serving.metrics import ServerMetrics
 from workbench.cloud.serving.options import ServerOptions
-from workbench.cloud.serving.registry import (
-    LoadedModel,
-    Registry,
-    Signature,
-    VersionPolicy,
-    VersionStatus,
-    load_saved_model,
-)
+from workbench.cloud.serving.registry import Registry, VersionPolicy, VersionStatus
+from workbench.cloud.serving.servable import LoadedModel, Signature, load_saved_model
 
 NONCE_ENV = "WORKBENCH_SERVER_NONCE"
 
 
 class Admission:
-    """Admit a request if fewer than ``max_requests`` and ``max_bytes`` are in progress."""
+    """Admit work while fewer than ``max_requests`` predicts and ``max_bytes`` of request
+    bodies are in progress (one request alone may exceed ``max_bytes``)."""
 
     def __init__(self, max_requests: int, max_bytes: int, metrics: ServerMetrics) -> None:
         self.max_requests, self.max_bytes = max_requests, max_bytes
@@ -52,29 +49,67 @@ class Admission:
         self._lock = threading.Lock()
         self._metrics = metrics
 
-    @contextlib.contextmanager
-    def slot(self, nbytes: int) -> Iterator[None]:
-        """Hold a place for a request of ``nbytes``, or raise UNAVAILABLE (503)."""
+    def _busy(self, what: str) -> RequestError:
+        self._metrics.rejected.labels("overload").inc()
+        return RequestError(
+            f"The server is at its limit ({what}: {self.requests} predict requests, "
+            f"{self.bytes:,} bytes of requests in progress); retry shortly",
+            "UNAVAILABLE",
+            retry_after_s=1,
+        )
+
+    def reserve(self, nbytes: int, held: int = 0) -> None:
+        """Count ``nbytes`` more of a request already holding ``held``, or raise 503."""
         with self._lock:
-            busy = self.requests >= self.max_requests or (
-                self.requests and self.bytes + nbytes > self.max_bytes
-            )
-            if busy:
-                self._metrics.rejected.labels("overload").inc()
-                raise RequestError(
-                    f"The server is at its limit ({self.requests} predict requests, "
-                    f"{self.bytes:,} bytes in progress); retry shortly",
-                    "UNAVAILABLE",
-                    retry_after_s=1,
-                )
-            self.requests += 1
+            if self.bytes > held and self.bytes + nbytes > self.max_bytes:
+                raise self._busy("--max-inflight-bytes")
             self.bytes += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.bytes -= nbytes
+
+    @contextlib.contextmanager
+    def body(self) -> Iterator[BodyBytes]:
+        """The bytes of one request body, counted as they arrive and released at the end."""
+        held = BodyBytes(self)
+        try:
+            yield held
+        finally:
+            self.release(held.nbytes)
+
+    @contextlib.contextmanager
+    def slot(self, nbytes: int = 0) -> Iterator[None]:
+        """Hold a predict slot (and ``nbytes`` of request not counted yet), or raise 503."""
+        with self._lock:
+            if self.requests >= self.max_requests:
+                raise self._busy("--max-concurrent-requests")
+            self.requests += 1
+        try:
+            self.reserve(nbytes)
+        except RequestError:
+            with self._lock:
+                self.requests -= 1
+            raise
         try:
             yield
         finally:
             with self._lock:
                 self.requests -= 1
                 self.bytes -= nbytes
+
+
+class BodyBytes:
+    """What one request body holds against :class:`Admission`'s byte budget."""
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+        self.nbytes = 0
+
+    def add(self, nbytes: int) -> None:
+        """Count a chunk that arrived, or raise 503 when the budget is spent by others."""
+        self.admission.reserve(nbytes, held=self.nbytes)
+        self.nbytes += nbytes
 
 
 class Service:
@@ -97,6 +132,8 @@ class Service:
                 load_saved_model,
                 max_batch_size=options.max_batch_size,
                 max_body_bytes=options.max_body_bytes,
+                trust_model=options.trust_model,
+                prefer_tflite_model=options.prefer_tflite_model,
             )
             policy = VersionPolicy.parse(options.version_policy)
             registry = Registry(base, policy=policy, loader=loader)
@@ -127,12 +164,22 @@ class Service:
             "nonce": self.nonce,
             "pid": os.getpid(),
             "models": self.registry.served(),
+            "runtimes": self._runtimes(),
             "load_errors": self.registry.errors(),
             "poll_error": self.registry.poll_error,
             "grpc_port": self.grpc_port,
             "version_policy": str(self.registry.policy),
             "batching": self.options.enable_batching,
         }
+
+    def _runtimes(self) -> dict[str, str]:
+        """``{"name/version": "TensorFlow" or "LiteRT"}`` of the served versions."""
+        out = {}
+        for name, versions in self.registry.served().items():
+            for version in versions:
+                with contextlib.suppress(RequestError):  # unloaded meanwhile
+                    out[f"{name}/{version}"] = self.registry.get(name, version).runtime
+        return out
 
     # ------------------------------------------------------------ predict
 
@@ -164,7 +211,7 @@ class Service:
             timings["batch"] = info.batch_size
         else:
             t0 = time.perf_counter()
-            with self._compute:
+            with self._compute, signature.gate or contextlib.nullcontext():
                 t1 = time.perf_counter()
                 outputs = signature.run(arrays)
                 t2 = time.perf_counter()

@@ -10,6 +10,11 @@ file last (:func:`upload_saved_model`), so a half-uploaded version is never load
   variables (``AWS_ENDPOINT_URL`` for an S3-compatible server such as MinIO), ``~/.aws``,
   or fsspec's ``FSSPEC_S3_*`` variables. TensorFlow cannot read ``s3://`` itself any
   more, so versions are downloaded to a local cache before loading (:meth:`RemoteBase.fetch`).
+
+An object store's keys are strings, not paths: ``m/1/variables/../../../x`` is a valid key. A
+download refuses any key that is absolute or has an empty, ``.`` or ``..`` part
+(:func:`safe_relative`), and checks that every local path resolves inside the cache folder
+before anything is written, so a bucket can never write outside the cache.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 VERSION_RE = re.compile(r"[0-9]{1,18}")  # ASCII digits that fit an int64
 SAVED_MODEL = "saved_model.pb"
@@ -33,6 +38,40 @@ def is_remote(base: str | os.PathLike) -> bool:
     """True for a URL such as ``s3://bucket/prefix`` (``file://`` counts as local)."""
     text = str(base)
     return "://" in text and not text.startswith("file://")
+
+
+def safe_relative(key: str, *, where: str) -> PurePosixPath:
+    """An object key below a prefix as a relative path, refused if it could leave the folder.
+
+    Raises:
+        ValueError: the key is absolute, holds ``..``, ``.``, an empty part, a backslash or
+            a NUL byte.
+    """
+    parts = key.split("/")
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or "\0" in key
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise ValueError(
+            f"Refusing the object key {key[:200]!r} under {where}: keys must be relative paths "
+            "without '..', '.' or empty parts (this one would be written outside its folder)"
+        )
+    return PurePosixPath(*parts)
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path``, after checking that it resolves inside ``root`` (links included).
+
+    Raises:
+        ValueError: it does not.
+    """
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ValueError(f"Refusing to write {path}: it resolves outside {root}")
+    return path
 
 
 def open_base(base: str | os.PathLike) -> LocalBase | RemoteBase:
@@ -159,7 +198,8 @@ class RemoteBase:
 
     def fetch(self, name: str, version: int) -> Path:
         """Download a version into the cache (once) and return the local folder."""
-        target = self.cache_dir / name / str(version)
+        target = inside(self.cache_dir, self.cache_dir / safe_relative(name, where=self.url))
+        target = target / str(version)
         if not target.is_dir():
             download_saved_model(f"{self.url}/{name}/{version}", target)
         return target
@@ -188,9 +228,10 @@ def download_saved_model(url: str, target: str | os.PathLike) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        local = [tmp / p[len(prefix) + 1 :] for p in remote]
+        local = [inside(tmp, tmp / safe_relative(p[len(prefix) + 1 :], where=url)) for p in remote]
         for path in local:
             path.parent.mkdir(parents=True, exist_ok=True)
+            inside(tmp, path.parent)  # no link planted by an earlier key leads out
         fs.get(remote, [str(p) for p in local])
         os.replace(tmp, target)
     finally:

@@ -1,0 +1,347 @@
+"""The zoo: every ``keras.applications`` family through every stage of ``workbench assess``.
+
+Each family is built with ``weights=None`` at 32x32 (or, where it needs more, at the smallest
+input it accepts, with a ``Resizing`` layer in front so it still takes CIFAR-10's 32x32
+images), trained a few steps on CIFAR-10 and saved, as a user would bring it, by Keras 3
+and, where the family exists there, by tf-keras. Then ``python -m workbench assess``
+runs on it in its own process (:func:`run_family`), and its ``assessment.json`` becomes a
+row of the zoo's table (:func:`row_of`, :func:`write_table`): parameters, MACs, which
+variants were built and which were skipped (with the reasons), the int8 agreement with the
+float model (and the layers that lose most, when it is low), the cut points, the agreement
+of the split run, the seconds.
+
+``make zoo`` runs every family in both flavours through ``tests/test_zoo.py`` (which
+checks every row) and writes ``reports/zoo.html``; CI runs a representative part.
+Building and training happen in a child process, ``python -m workbench.assess.zoo build``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KERAS3, TF_KERAS = "Keras 3", "tf-keras"
+FLAVOURS = (KERAS3, TF_KERAS)
+POST_TRAINING = ("float32", "dynamic_range", "float16", "int8")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A ``keras.applications`` family, by the constructor of its smallest member."""
+
+    name: str  # the constructor, e.g. "MobileNetV3Small"
+    size: int = 32  # the smallest input side it accepts (a Resizing layer feeds it 32x32)
+    flavours: tuple[str, ...] = FLAVOURS  # the Keras flavours that have it
+
+
+FAMILIES = (
+    Family("MobileNet"),
+    Family("MobileNetV2"),
+    Family("MobileNetV3Small"),
+    Family("MobileNetV3Large"),
+    Family("EfficientNetB0"),
+    Family("EfficientNetV2B0"),
+    Family("ResNet50"),
+    Family("ResNet50V2"),
+    Family("DenseNet121"),
+    Family("NASNetMobile"),
+    Family("ConvNeXtTiny"),
+    Family("VGG16"),
+    Family("Xception", size=71),
+    Family("InceptionV3", size=75),
+    Family("InceptionResNetV2", size=75),
+    Family("RegNetX002", flavours=(TF_KERAS,)),  # Keras 3 has no RegNet or ResNetRS
+    Family("RegNetY002", flavours=(TF_KERAS,)),
+    Family("ResNetRS50", flavours=(TF_KERAS,)),
+)
+BY_NAME = {f.name: f for f in FAMILIES}
+
+# What CI runs: the mobile families of the issue as Keras 3 files, and a tf-keras file.
+CI_RUNS = (
+    ("MobileNetV3Small", KERAS3),
+    ("EfficientNetB0", KERAS3),
+    ("DenseNet121", KERAS3),
+    ("NASNetMobile", KERAS3),
+    ("MobileNetV3Small", TF_KERAS),
+)
+
+
+def all_runs() -> list[tuple[str, str]]:
+    """Every family in every flavour that has it (what ``make zoo`` runs)."""
+    return [(f.name, flavour) for f in FAMILIES for flavour in f.flavours]
+
+
+@dataclass(frozen=True)
+class Training:
+    """How briefly each zoo model is trained: enough to beat chance, no more."""
+
+    steps: int = 60  # optimizer steps
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    n_test: int = 200  # test images in the zoo's data file
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def zoo_data(path: Path, *, training: Training) -> Path:
+    """The zoo's labelled images: the first CIFAR-10 images (wherever
+    :func:`workbench.data.cifar10.load_cifar10` finds them), as an ``.npz`` a user would bring."""
+    from workbench.core import atomic
+    from workbench.data import cifar10
+
+    data = cifar10.load_cifar10()
+    n_train = max(training.steps * training.batch_size, 600)
+    arrays = {
+        "x_train": data.x_train[:n_train],
+        "y_train": data.y_train[:n_train],
+        "x_test": data.x_test[: training.n_test],
+        "y_test": data.y_test[: training.n_test],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.temp_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def build_and_train(
+    family: str, flavour: str, data_path: Path, out: Path, *, training: Training
+) -> dict:
+    """Build ``family`` in ``flavour`` (``weights=None``), train it briefly, save it to ``out``.
+
+    Runs in the calling process (:func:`run_family` calls it in a child process). Returns
+    ``path, parameters, input_size, train_seconds, test_accuracy`` (Keras' own evaluation).
+
+    Raises:
+        ValueError: the family does not build in this flavour (the message says why).
+    """
+    fam = BY_NAME[family]
+    if flavour not in fam.flavours:
+        raise ValueError(f"{family} is not in {flavour}'s keras.applications")
+    if flavour == KERAS3:
+        import keras
+    else:
+        import tf_keras as keras
+    keras.utils.set_random_seed(training.seed)
+    data = np.load(data_path)
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = inputs if fam.size == 32 else keras.layers.Resizing(fam.size, fam.size)(inputs)
+    constructor = getattr(keras.applications, family)
+    model = constructor(input_tensor=x, weights=None, classes=10)
+    for layer in model.layers:  # statistics that follow a short training run
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    compile_kwargs = {"jit_compile": False} if flavour == KERAS3 else {}
+    model.compile(
+        keras.optimizers.Adam(training.learning_rate),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        **compile_kwargs,
+    )
+    n = training.steps * training.batch_size
+    start = time.perf_counter()
+    model.fit(
+        data["x_train"][:n], data["y_train"][:n], batch_size=training.batch_size, epochs=1,
+        verbose=0,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    accuracy = model.evaluate(data["x_test"], data["y_test"], verbose=0)[1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    return {
+        "path": str(out),
+        "parameters": int(model.count_params()),
+        "input_size": fam.size,
+        "train_seconds": seconds,
+        "test_accuracy": float(accuracy),
+    }
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+@dataclass
+class ZooRun:
+    """One family in one flavour: its files, what ``assess`` printed and wrote, the row."""
+
+    family: str
+    flavour: str
+    model: Path | None
+    out: Path
+    built: dict | None  # build_and_train's answer (None: it did not build)
+    returncode: int | None
+    stderr: str
+    assessment: dict | None
+    seconds: float
+    row: dict
+
+
+def _child_env(flavour: str) -> dict:
+    env = dict(os.environ)
+    if flavour == KERAS3:  # a user's own Python: Keras 3, no workbench settings
+        env.pop("TF_USE_LEGACY_KERAS", None)
+    return env
+
+
+def run_family(
+    family: str,
+    flavour: str,
+    folder: Path,
+    *,
+    data_path: Path,
+    training: Training | None = None,
+    profile: str = "smoke",
+    timeout_s: float = 3600,
+) -> ZooRun:
+    """Build, train and save one family, then ``python -m workbench assess`` on it.
+
+    Everything runs in child processes (as a user would run it; each gets its memory back).
+    A family that does not build in ``flavour`` gives a row that says why.
+    """
+    training = training or Training()
+    start = time.perf_counter()
+    slug = f"{family}-{'keras3' if flavour == KERAS3 else 'tf_keras'}"
+    model_path = folder / slug / f"{family}.keras"
+    out = folder / slug / "assessment"
+    spec = json.dumps({"family": family, "flavour": flavour, "data": str(data_path),
+                       "out": str(model_path), "training": training.__dict__})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench.assess.zoo", "build", spec],
+        capture_output=True, text=True, timeout=timeout_s, env=_child_env(flavour),
+    )  # fmt: skip
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    built = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+    if built is None or "error" in built:
+        reason = (built or {}).get("error") or done.stderr.strip().splitlines()[-1:]
+        row = {"family": family, "flavour": flavour, "status": f"does not build: {reason}"}
+        return ZooRun(family, flavour, None, out, None, None, done.stderr, None,
+                      time.perf_counter() - start, row)  # fmt: skip
+    assessed = subprocess.run(
+        [sys.executable, "-m", "workbench", "assess", "--model", str(model_path),
+         "--data", str(data_path), "--out", str(out), "--profile", profile, "--quiet"],
+        capture_output=True, text=True, timeout=timeout_s,
+    )  # fmt: skip
+    doc = None
+    if assessed.returncode == 0 and (out / "assessment.json").exists():
+        doc = json.loads((out / "assessment.json").read_text())
+    seconds = time.perf_counter() - start
+    row = row_of(family, flavour, built, doc, seconds=seconds, stderr=assessed.stderr)
+    return ZooRun(family, flavour, model_path, out, built, assessed.returncode,
+                  assessed.stderr, doc, seconds, row)  # fmt: skip
+
+
+def row_of(
+    family: str, flavour: str, built: dict, doc: dict | None, *, seconds: float, stderr: str = ""
+) -> dict:
+    """One line of the zoo's table from a family's ``assessment.json``."""
+    row: dict = {
+        "family": family,
+        "flavour": flavour,
+        "input": f"{built['input_size']}x{built['input_size']}",
+        "parameters": built["parameters"],
+        "keras_test_accuracy": built["test_accuracy"],
+    }
+    if doc is None:
+        tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:]
+        return {**row, "status": f"assess failed: {tail[0] if tail else 'no output'}",
+                "seconds": seconds}  # fmt: skip
+    variants = {v["variant"]: v for v in doc["variants"]}
+    float32, int8 = variants.get("float32", {}), variants.get("int8", {})
+    ok = [v["variant"] for v in doc["variants"] if v["status"] == "ok"]
+    skipped = {v["variant"]: v.get("reason") for v in doc["variants"] if v["status"] != "ok"}
+    splits = doc["splits"]
+    run = splits.get("run", {}) if splits.get("status") == "ok" else {}
+    debug = int8.get("quant_debug") or {}
+    row.update(
+        {
+            "status": "ok",
+            "MACs": float32.get("macs"),
+            "float_accuracy": doc["float_model"]["test_accuracy"],
+            "float32_tflite_delta_pp": float32.get("delta_pp"),
+            "int8_agreement": int8.get("agreement_float"),
+            "int8_worst_layers": ", ".join(
+                f"{r['layer']} ({r['rmse_over_scale']:.2f})" for r in debug.get("layers", [])[:3]
+            )
+            or debug.get("error"),
+            "variants_ok": ", ".join(ok),
+            "variants_skipped": "; ".join(f"{k}: {v}" for k, v in skipped.items()),
+            "tf_keras": doc["assessed"]["model"].get("tf_keras"),
+            "cuts": len(splits.get("cut_points", [])),
+            "split": run.get("after") or splits.get("reason"),
+            "split_agreement": run.get("agreement"),
+            "seconds": seconds,
+        }
+    )
+    return row
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def reasons(rows: list[dict]) -> dict[str, list[str]]:
+    """Why variants were skipped, across the zoo: reason -> the family/flavours it hit."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        for part in filter(None, (r.get("variants_skipped") or "").split("; ")):
+            variant, _, why = part.partition(": ")
+            out.setdefault(why, []).append(f"{r['family']} ({r['flavour']}, {variant})")
+    return out
+
+
+def write_table(rows: list[dict], path: Path, *, hardware: str | None = None) -> Path:
+    """The zoo's table as a page in the report's style (``reports/zoo.html``)."""
+    from workbench.core import machine
+    from workbench.report import page
+
+    hardware = hardware or machine.describe_hardware()
+    done = [r for r in rows if r.get("status") == "ok"]
+    intro = [
+        f"{len(rows)} runs ({len(done)} assessed): every keras.applications family that "
+        "takes a small input, built with weights=None, trained a few steps on CIFAR-10, saved "
+        "by Keras 3 and by tf-keras where the family exists there, then `workbench assess "
+        "--profile smoke`.",
+        hardware,
+    ]
+    columns = ["family", "flavour", "status", "input", "parameters", "MACs",
+               "keras_test_accuracy", "float32_tflite_delta_pp", "int8_agreement",
+               "int8_worst_layers", "cuts", "split", "split_agreement", "seconds",
+               "variants_ok", "variants_skipped", "tf_keras"]  # fmt: skip
+    why = [{"reason": k, "runs": ", ".join(v)} for k, v in reasons(rows).items()]
+    sections = [
+        page.Section("Families", tables=[page.Table(rows, columns=columns, row_name="family")]),
+        page.Section(
+            "Why variants were skipped",
+            paragraphs=[] if why else ["No variant was skipped."],
+            tables=[page.Table(why, row_name="reason")] if why else [],
+        ),
+    ]
+    return page.render_page(path, title="The zoo: keras.applications through assess",
+                            intro=intro, sections=sections)  # fmt: skip
+
+
+def _build_main(spec: str) -> int:
+    """``python -m workbench.assess.zoo build SPEC``: build, train, save; print one JSON line."""
+    args = json.loads(spec)
+    try:
+        info = build_and_train(
+            args["family"], args["flavour"], Path(args["data"]), Path(args["out"]),
+            training=Training(**args["training"]),
+        )  # fmt: skip
+    except (ValueError, TypeError, AttributeError) as err:  # the family does not build here
+        info = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+    print(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "build":
+        sys.exit(_build_main(sys.argv[2]))
+    sys.exit("usage: python -m workbench.assess.zoo build SPEC (run by make zoo's tests)")
