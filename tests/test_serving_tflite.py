@@ -31,6 +31,7 @@ def base(tmp_path_factory):
 
 def predictions(server) -> tuple[np.ndarray, np.ndarray, float | None]:
     with server.client("tiny") as client:
+        client.predict(IMAGES)  # the first call at this batch size sets up kernels
         rest = client.predict(IMAGES)
     with server.client("tiny", grpc=True) as client:
         grpc_outputs = client.predict(IMAGES).outputs
@@ -62,9 +63,32 @@ def test_tflite_and_savedmodel_serve_the_same_predictions(base):
     assert lite_compute is not None and lite_compute > 0  # Server-Timing, as for TensorFlow
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
     defs = metadata["metadata"]["signature_def"]["signature_def"]
-    assert list(defs) == ["serving_default"]  # what the TFLite file kept
+    # what the TFLite file kept, and PNG files decoded in front of it by the server
+    assert sorted(defs) == ["predict_png", "serving_default"]
     images = defs["serving_default"]["inputs"]["images"]
     assert images["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in images["tensor_shape"]["dim"]] == ["-1", "32", "32", "3"]
-    assert r.status_code == 400 and "predict_png" in r.json()["error"]
+    assert r.status_code == 400 and "PNG" in r.json()["error"]
     assert too_many.status_code in (400, 413)  # the same limits, from the same signatures
+
+
+def test_png_requests_are_decoded_in_front_of_the_tflite_model(base):
+    """predict_png through LiteRT: the same answers as TensorFlow's, and bad images refused."""
+    with serving.serving(base, poll_seconds=0) as server, server.client("tiny") as client:
+        want = client.predict(IMAGES, encoding="png_b64").outputs
+    with serving.serving(base, poll_seconds=0, prefer_tflite_model=True) as server:
+        with server.client("tiny") as client:
+            got = client.predict(IMAGES, encoding="png_b64")
+        small = serving.png_bytes(np.zeros((8, 8, 3), np.uint8))
+        import base64
+
+        wrong_size = httpx.post(
+            f"{server.url}/v1/models/tiny:predict",
+            json={
+                "signature_name": "predict_png",
+                "instances": [{"b64": base64.b64encode(small).decode()}],
+            },
+        )
+    np.testing.assert_allclose(got.outputs, want, atol=1e-5)
+    assert got.server_compute_ms is not None
+    assert wrong_size.status_code == 400, wrong_size.text

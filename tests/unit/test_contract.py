@@ -145,3 +145,21 @@ def test_class_names_must_match_the_outputs(tmp_path):
 def test_input_scale_must_be_positive(tmp_path):
     with pytest.raises(loading.ContractError, match="input_scale"):
         contract.open_pair(_keras3_model(tmp_path / "k3.keras"), _dataset(), input_scale=-1.0)
+
+
+def test_the_data_shape_is_checked_from_headers_before_the_data_is_loaded(tmp_path):
+    from PIL import Image
+
+    model = _tf_keras_model(tmp_path / "tk.h5")
+    rgb = np.zeros((6, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "rgb.npz", x_train=rgb, y_train=np.zeros(6), x_test=rgb, y_test=np.zeros(6))
+    with pytest.raises(loading.ContractError, match=r"\(8, 8, 1\).*rgb\.npz.*\(32, 32, 3\)"):
+        contract.open_for_data(model, tmp_path / "rgb.npz")
+    for cls in ("a", "b", "c"):  # one class per output
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / cls / "0.png")
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / cls / "1.png")
+    assert datasets.peek_image_shape(tmp_path / "imgs") == (8, 8, 1)
+    classifier = contract.open_for_data(model, tmp_path / "imgs")  # fits: loaded, not bridged
+    data = datasets.load_image_dataset(tmp_path / "imgs")
+    assert contract.open_pair(classifier, data) is classifier

@@ -132,16 +132,23 @@ def build_and_train(
         import tf_keras as keras
     keras.utils.set_random_seed(training.seed)
     data = np.load(data_path)
-    inputs = keras.Input((32, 32, 3), name="image")
-    x = inputs if fam.size == 32 else keras.layers.Resizing(fam.size, fam.size)(inputs)
     constructor = getattr(keras.applications, family)
-    model = constructor(input_tensor=x, weights=None, classes=10)
+    if fam.size == 32:
+        model = constructor(input_shape=(32, 32, 3), weights=None, classes=10)
+    else:  # CIFAR-10's 32x32 images, resized in the model to what the family accepts
+        inputs = keras.Input((32, 32, 3), name="image")
+        x = keras.layers.Resizing(fam.size, fam.size, name="resize")(inputs)
+        base = constructor(input_tensor=x, weights=None, classes=10)
+        model = keras.Model(inputs, base.outputs[0], name=base.name)  # one input, not a list
     for layer in model.layers:  # statistics that follow a short training run
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
     compile_kwargs = {"jit_compile": False} if flavour == KERAS3 else {}
+    # the rate decays to zero, so the last steps barely move the weights and the batch-norm
+    # statistics catch up with them (else a briefly trained model predicts one class)
+    rate = keras.optimizers.schedules.CosineDecay(training.learning_rate, training.steps)
     model.compile(
-        keras.optimizers.Adam(training.learning_rate),
+        keras.optimizers.Adam(rate),
         "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         **compile_kwargs,

@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -478,15 +479,24 @@ def measure_encodings(
     images: np.ndarray,
     *,
     grpc_url: str | None = None,
+    encodings: dict[str, str] | None = None,
+    body: Callable[[np.ndarray, str], bytes] | None = None,
     repeats: int = 200,
     warmup: int = 10,
     client_options: dict | None = None,
 ) -> list[dict]:
-    """Bytes and loopback latency of one request in each encoding of :data:`ENCODINGS`.
+    """Bytes and loopback latency of one request in each encoding.
 
-    REST encodings go to ``url``, gRPC ones to ``grpc_url`` (skipped when None). Server
-    overhead = loopback p50 - the server's compute p50 (from ``Server-Timing``).
-    ``client_options`` are :class:`ServingClient` keywords (``token``, ``ca_bundle``, ...).
+    REST encodings go to ``url``, gRPC ones (``tensor_proto*``) to ``grpc_url`` (skipped when
+    None). Server overhead = loopback p50 - the server's compute p50 (from ``Server-Timing``,
+    or gRPC's trailing metadata).
+
+    Args:
+        encodings: ``{name: what it is}`` (default: every one of :data:`ENCODINGS`).
+        body: makes a request body from ``images`` in an encoding (default
+            :func:`encode_images`; :func:`workbench.collab.compare.request_body` also sends
+            float images).
+        client_options: :class:`ServingClient` keywords (``token``, ``ca_bundle``, ...).
 
     Returns:
         one row per encoding: protocol, request/response bytes, loopback p50/p95, compute
@@ -495,21 +505,21 @@ def measure_encodings(
     from workbench.core.timing import measure_latency
 
     rows = []
-    for encoding, description in ENCODINGS.items():
-        protocol = encoding_protocol(encoding)
+    for encoding, description in (encodings or ENCODINGS).items():
+        protocol = "grpc" if encoding in GRPC_ENCODINGS else "rest"
         target = grpc_url if protocol == "grpc" else url
         if target is None:
             continue
-        body = encode_images(images, encoding)
+        payload = (body or encode_images)(images, encoding)
         compute: list[float] = []
         with ServingClient(target, model, timeout_s=60, **(client_options or {})) as client:
-            first = client.predict_body(body)
+            first = client.predict_body(payload)
 
-            def call(client=client, body=body, compute=compute) -> None:
-                compute.append(client.predict_body(body).server_compute_ms or float("nan"))
+            def call(client=client, payload=payload, compute=compute) -> None:
+                compute.append(client.predict_body(payload).server_compute_ms or float("nan"))
 
             stats = measure_latency(call, warmup=warmup, repeats=repeats)
-        compute_p50 = float(np.median(compute[-stats.n :]))
+        compute_p50 = float(np.nanmedian(compute[-stats.n :])) if compute else float("nan")
         rows.append(
             {
                 "encoding": encoding,

@@ -111,42 +111,24 @@ def score(client, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
 def measure_payloads(
     server, name: str, images: np.ndarray, *, repeats: int = 100, has_png: bool = True
 ) -> list[dict]:
-    """Bytes up and down and loopback latency of one image in every sensible encoding.
+    """Bytes up and down and loopback latency of one image in every sensible encoding
+    (:func:`encodings_for`), measured by :func:`workbench.cloud.client.measure_encodings`.
 
     REST encodings go to ``server.url``, gRPC ones to ``server.grpc_url`` (when the server
-    speaks gRPC). Server overhead = loopback p50 - the server's compute p50 (its
-    ``Server-Timing``; over gRPC, the same compute time is reported in trailing metadata).
+    speaks gRPC).
     """
     from workbench.cloud import serving
 
     grpc_url = getattr(server, "grpc_url", None)
-    rows = []
-    for encoding, what in encodings_for(images, has_png=has_png, grpc=bool(grpc_url)).items():
-        protocol = "grpc" if encoding.startswith("tensor_proto") else "rest"
-        body = request_body(images[:1], encoding)
-        compute: list[float] = []
-        with serving.ServingClient(grpc_url if protocol == "grpc" else server.url, name) as client:
-            first = client.predict_body(body)
-
-            def call(client=client, body=body, compute=compute) -> None:
-                compute.append(client.predict_body(body).server_compute_ms or float("nan"))
-
-            stats = timing.measure_latency(call, warmup=10, repeats=repeats)
-        compute_p50 = float(np.nanmedian(compute[-stats.n :])) if compute else float("nan")
-        rows.append(
-            {
-                "encoding": encoding,
-                "protocol": protocol,
-                "request_bytes": first.request_bytes,
-                "response_bytes": first.response_bytes,
-                "loopback_p50_ms": stats.p50_ms,
-                "loopback_p95_ms": stats.p95_ms,
-                "compute_p50_ms": compute_p50,
-                "overhead_p50_ms": stats.p50_ms - compute_p50,
-                "what": what,
-            }
-        )
-    return rows
+    return serving.measure_encodings(
+        server.url,
+        name,
+        images[:1],
+        grpc_url=grpc_url,
+        encodings=encodings_for(images, has_png=has_png, grpc=bool(grpc_url)),
+        body=request_body,
+        repeats=repeats,
+    )
 
 
 def export_cloud(cloud_model, *, base: Path) -> str:

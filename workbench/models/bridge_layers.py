@@ -181,7 +181,7 @@ class Keras3Layer(tf_keras.layers.Layer):
 
     def call(self, inputs, training=None):
         if self._takes_training:
-            return self._inner(inputs, training=bool(training))
+            return self._inner(inputs, training=training)
         return self._inner(inputs)
 
     def get_config(self) -> dict:

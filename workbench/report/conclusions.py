@@ -346,7 +346,10 @@ def collab_conclusions(
             f"behind the cloud's {cloud_accuracy:.4f}): threshold {c['threshold']:.2f} reaches "
             f"{c['accuracy']:.4f} sending {c['cloud_fraction']:.0%} of requests to the cloud"
             + (
-                f": within {tolerance_pp:g} pp of the cloud with at most half the requests."
+                f": the edge model alone is within {tolerance_pp:g} pp of the cloud, so no "
+                "cascade is needed."
+                if met and c["cloud_fraction"] == 0
+                else f": within {tolerance_pp:g} pp of the cloud with at most half the requests."
                 if met
                 else (
                     f": the target ({tolerance_pp:g} pp) needs {c['cloud_fraction']:.0%} in the "

@@ -216,6 +216,10 @@ def load_tflite_model(
         outputs = _tflite_specs(runner.get_output_details())
         signatures[key] = Signature(key, runner, inputs, outputs, numpy=True, gate=gate)
         defs[key] = _signature_def(key, inputs, outputs)
+    png = _png_signature(signatures.get("serving_default"), gate)
+    if png is not None and png.name not in signatures:
+        signatures[png.name] = png
+        defs[png.name] = _signature_def(png.name, png.inputs, png.outputs)
     return LoadedModel(
         name=name,
         version=version,
@@ -229,6 +233,47 @@ def load_tflite_model(
         ),
         keepalive=interpreter,
         runtime="LiteRT",
+    )
+
+
+def _png_signature(default: Signature | None, gate) -> Signature | None:
+    """``predict_png`` in front of a LiteRT ``serving_default`` that takes one image tensor
+    ``[batch, H, W, C]`` (C 1 or 3): PNG files are decoded here (Pillow), checked for H x W and
+    C, and passed on as float32 pixels, as the SavedModel's own ``predict_png`` does in its
+    graph. TFLite's built-in operations cannot decode a PNG; the server's Python can."""
+    if default is None or len(default.inputs) != 1:
+        return None
+    ((name, spec),) = default.inputs.items()
+    shape = tuple(spec.shape or ())
+    if len(shape) != 4 or shape[3] not in (1, 3) or None in shape[1:] or spec.is_string:
+        return None
+    h, w, c = shape[1:]
+
+    def decode_and_run(image_bytes):
+        import io
+
+        from PIL import Image
+
+        images = []
+        for i, data in enumerate(np.asarray(image_bytes).ravel()):
+            try:
+                img = Image.open(io.BytesIO(bytes(data)))
+                img.load()
+            except Exception as err:  # noqa: BLE001 - Pillow raises many types for bad files
+                raise ValueError(f"image {i} is not a readable PNG ({err})") from None
+            if img.format != "PNG" or img.size != (w, h):
+                raise ValueError(f"predict_png takes {h}x{w} PNG images; image {i} is not one")
+            pixels = np.asarray(img.convert("L" if c == 1 else "RGB"), dtype=np.float32)
+            images.append(pixels.reshape(h, w, c))
+        return default.fn(**{name: np.stack(images)})
+
+    return Signature(
+        "predict_png",
+        decode_and_run,
+        {"image_bytes": TensorSpec("image_bytes", "string", (None,))},
+        default.outputs,
+        numpy=True,
+        gate=gate,
     )
 
 
