@@ -15,6 +15,9 @@ from workbench.run import notebooks, params
 
 NOTEBOOKS = params.notebook_names()
 BINDER_BYTES = 2 * 1024**3  # mybinder.org's memory limit (a container cap, 2 GB)
+# One smoke notebook in its own process: a few minutes on 2 cores. The run's watchdog and
+# per-cell timeouts fail a stuck cell first; this catches what hangs outside a cell.
+NOTEBOOK_DEADLINE_S = 900
 _done: dict[str, notebooks.Execution] = {}
 
 
@@ -41,10 +44,11 @@ def _capped(name: str) -> notebooks.Execution:
     A fresh process because the cgroup charges everything in it: this pytest process has
     TensorFlow loaded by other tests, a Binder session's Jupyter server does not.
     """
-    import subprocess
     import sys
 
-    done = subprocess.run(
+    from deadlines import run
+
+    done = run(
         [
             sys.executable,
             "-m",
@@ -56,6 +60,8 @@ def _capped(name: str) -> notebooks.Execution:
             str(BINDER_BYTES // 2**20),
             name,
         ],
+        timeout_s=NOTEBOOK_DEADLINE_S,
+        what=f"`workbench run {name}` (smoke profile, under the memory cap)",
         capture_output=True,
         text=True,
         check=False,

@@ -64,7 +64,9 @@ class PeakRss:
     def __exit__(self, *exc) -> None:
         time.sleep(0.1)
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            pytest.fail(f"the memory sampler of process {self.process.pid} did not stop in 30 s")
 
     @property
     def growth_mib(self) -> float:

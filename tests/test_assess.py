@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import deadlines
 import numpy as np
 import pytest
 
@@ -28,13 +29,13 @@ pytestmark = pytest.mark.slow
 POST_TRAINING = ("float32", "dynamic_range", "float16", "int8")
 
 
-def _python(code: str, cwd: Path, *, keras3: bool = False, timeout: int = 900):
+def _python(code: str, cwd: Path, *, keras3: bool = False, timeout: int = 600):
     env = dict(os.environ)
     if keras3:  # a user's own Python: Keras 3, no workbench settings
         env.pop("TF_USE_LEGACY_KERAS", None)
-    done = subprocess.run(
+    done = deadlines.run(
         [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout,
+        timeout_s=timeout, what="a user's script that trains and saves a model",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -50,12 +51,13 @@ def readme_example() -> str:
 
 
 def assess(model: Path, data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    # a few minutes on 2 cores; under pytest-timeout's 1200 s, so that a hang names itself
+    return deadlines.run(
         [
             sys.executable, "-m", "workbench", "assess", "--model", str(model),
             "--data", str(data), "--out", str(out), "--profile", "smoke", "--quiet", *extra,
         ],
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True, text=True, timeout_s=900, what=f"`workbench assess` of {model.name}",
     )  # fmt: skip
 
 

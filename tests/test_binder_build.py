@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import deadlines
 import pytest
 
 from workbench.core import paths
@@ -27,6 +28,9 @@ BINDER_LIMIT_BYTES = 2 * 1024**3
 
 pytestmark = [
     pytest.mark.slow,
+    # building the environment (network-bound) and running every notebook: longer than
+    # pytest-timeout's default per test; each step below has its own deadline within this
+    pytest.mark.timeout(6000),
     pytest.mark.skipif(
         os.environ.get("WORKBENCH_BINDER_CHECK") != "1",
         reason="set WORKBENCH_BINDER_CHECK=1 (or run `make binder-check`): builds a fresh env",
@@ -36,17 +40,26 @@ pytestmark = [
 
 def test_binder_environment_runs_every_notebook_under_2_gb(tmp_path, cifar10_path):
     venv = tmp_path / "binder-venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
     # repo2docker: pip install -r binder/requirements.txt, then binder/postBuild from the repo root.
-    subprocess.run(
+    deadlines.run(
         [str(py), "-m", "pip", "install", "-q", "-r", str(ROOT / "binder" / "requirements.txt")],
+        timeout_s=1800,
+        what="Installing binder/requirements.txt",
         check=True,
         env=env,
         cwd=ROOT,
     )
-    subprocess.run(["bash", str(ROOT / "binder" / "postBuild")], check=True, env=env, cwd=ROOT)
+    deadlines.run(
+        ["bash", str(ROOT / "binder" / "postBuild")],
+        timeout_s=600,
+        what="binder/postBuild",
+        check=True,
+        env=env,
+        cwd=ROOT,
+    )
     reports = tmp_path / "reports"
     run_env = {
         **env,
@@ -59,8 +72,10 @@ def test_binder_environment_runs_every_notebook_under_2_gb(tmp_path, cifar10_pat
     capped = MemoryLimit.unavailable() is None
     cap = ["--memory-cap-mib", str(BINDER_LIMIT_BYTES // 2**20)] if capped else []
     profile = os.environ.get("WORKBENCH_BINDER_PROFILE", "smoke")
-    subprocess.run(
+    deadlines.run(
         [str(py), "-m", "workbench", "run", "--profile", profile, *cap],
+        timeout_s=3000,
+        what=f"Every notebook ({profile} profile) in the Binder environment",
         check=True,
         env=run_env,
         cwd=ROOT,

@@ -201,3 +201,89 @@ def test_best_split_curve_moves_to_the_edge_as_bandwidth_falls():
         rows, rtt_ms=1.0, uplinks_mbps=[1000.0, 0.01], server_overhead_ms=1.0, response_bytes=100
     )
     assert curve == [0, 1]
+
+
+# ----------------------------------------------------------------------------- Keras 3 graphs
+
+
+@pytest.fixture(scope="module")
+def keras3_blocks():
+    """A Keras 3 graph with operations (``x + 3.0``, ``keras.ops.multiply``): a
+    squeeze-and-excitation block, an inverted-residual block, a residual add as an op."""
+    import keras
+    from keras import layers, ops
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((12, 12, 3), name="image")
+    x = layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = x * ops.relu6(x + 3.0) * (1.0 / 6.0)  # hard swish as operations
+    se = layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
+    se = layers.Conv2D(8, 1, activation="sigmoid", name="se_gate")(se)
+    x = ops.multiply(x, se)  # the excitation: x crosses beside the gate
+    y = layers.Conv2D(16, 1, activation="relu6", name="ir_expand")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", name="ir_depthwise")(y)
+    y = layers.Conv2D(8, 1, name="ir_project")(y)
+    x = layers.Add(name="ir_add")([x, y])  # inverted residual
+    z = layers.Conv2D(8, 3, padding="same", name="res_conv")(x)
+    x = ops.add(x, z)  # a residual add written as an operation
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(5, activation="softmax", name="out")(x)
+    model = keras.Model(inputs, outputs, name="keras3_blocks")
+    xs = np.random.default_rng(2).uniform(0, 1, (16, 12, 12, 3)).astype(np.float32)
+    return model, xs
+
+
+def test_keras3_operations_are_calls_and_blocks_are_interiors(keras3_blocks):
+    model, _ = keras3_blocks
+    cuts = [p.after for p in split.cut_points(model)]
+    assert cuts[0] == "input" and cuts[-1] == "out"
+    assert "stem" in cuts and "ir_add" in cuts and "gap" in cuts
+    for inside in ("se_pool", "se_gate", "ir_expand", "ir_depthwise", "ir_project", "res_conv"):
+        assert inside not in cuts, (inside, cuts)
+        with pytest.raises(ValueError, match="not a cut point"):
+            split.split_model(model, inside)
+    ops_cuts = [c for c in cuts if c.startswith(("add", "multiply"))]
+    assert len(ops_cuts) >= 3, cuts  # the hard swish's product, the excitation, the residual
+
+
+def test_a_keras3_split_equals_the_model(keras3_blocks):
+    import keras
+
+    model, x = keras3_blocks
+    expected = np.asarray(model(x))
+    for point in split.cut_points(model):
+        prefix, suffix = split.split_model(model, point.after)
+        for half in (prefix, suffix):
+            assert half is None or isinstance(half, keras.Model)
+        a = np.asarray(prefix(x)) if prefix is not None else x
+        out = np.asarray(suffix(a)) if suffix is not None else a
+        assert a.shape[1:] == point.activation_shape or prefix is None
+        np.testing.assert_allclose(out, expected, atol=1e-5, err_msg=point.after)
+
+
+def test_a_keras3_sequential_model_is_cut_everywhere():
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3, name="c1"),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ]
+    )
+    assert [p.after for p in split.cut_points(model)] == ["input", "c1", "flat", "out"]
+    prefix, suffix = split.split_model(model, "flat")
+    x = np.random.default_rng(3).uniform(0, 1, (2, 6, 6, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(suffix(prefix(x))), np.asarray(model(x)), atol=1e-6)
+
+
+def test_a_model_without_a_graph_is_refused_with_the_reason():
+    import keras
+
+    class Subclassed(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="keras.Input"):
+        split.cut_points(Subclassed())

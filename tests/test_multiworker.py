@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
+WORKER_DEADLINE_S = 240  # one worker process: its TensorFlow import and a short run
 
 WORKER = textwrap.dedent(
     """
@@ -95,8 +96,18 @@ def _run_cluster(root: Path, epochs: int, run: str) -> list[dict]:
         )
     logs = []
     try:
-        for p in procs:
-            logs.append(p.communicate(timeout=240)[0])
+        for index, p in enumerate(procs):
+            try:
+                logs.append(p.communicate(timeout=WORKER_DEADLINE_S)[0])
+            except subprocess.TimeoutExpired:
+                for q in procs:
+                    q.kill()
+                pytest.fail(
+                    f"worker {index} of {run!r} did not finish within {WORKER_DEADLINE_S} s "
+                    f"(a worker waits for the other at every step). Its output:\n"
+                    f"{p.communicate()[0][-4000:]}",
+                    pytrace=False,
+                )
     finally:
         for p in procs:
             if p.poll() is None:

@@ -147,8 +147,11 @@ def test_the_output_widget_send_leaves_a_waiting_reply_readable():
         client.identity = b"client"
         client.connect(f"tcp://127.0.0.1:{port}")
         try:
-            await client.send(b"hello")
-            await kernel.recv_multipart()  # connected
+            try:
+                await asyncio.wait_for(client.send(b"hello"), 10)
+                await asyncio.wait_for(kernel.recv_multipart(), 10)  # connected
+            except TimeoutError:
+                pytest.fail("the two ZeroMQ sockets on 127.0.0.1 did not connect within 10 s")
             poll = asyncio.ensure_future(client.poll(5000))  # awaiting the execute_reply
             await asyncio.sleep(0.05)
             await kernel.send_multipart([b"client", b"execute_reply"])

@@ -26,6 +26,7 @@ from workbench.cloud import serving
 
 pytestmark = pytest.mark.slow
 LEGIT_WITHIN_S = 10.0
+KEEP_ALIVE_S = 2  # the server's --keep-alive-timeout-s: an idle connection is closed after it
 IMAGES = np.zeros((1, 32, 32, 3), np.uint8)
 BODY = json.dumps({"instances": IMAGES.tolist()}).encode()
 
@@ -43,7 +44,7 @@ def server(base):
         base,
         poll_seconds=0,
         max_concurrent_requests=4,
-        keep_alive_timeout_s=2,
+        keep_alive_timeout_s=KEEP_ALIVE_S,
         header_timeout_s=3,
         body_timeout_s=3,
         max_connections=64,
@@ -210,9 +211,12 @@ def test_a_16_mib_header_is_refused_with_431_and_little_memory(server):
     sock = connect(server)
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
     chunk, sent, answer = b"a" * 65536, 0, b""
+    deadline = time.monotonic() + 60  # a server that neither reads nor answers fails, not hangs
     with PeakRss(server.process.pid) as rss:
         sock.settimeout(0.02)
         while sent < 16 * 2**20 and not answer:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server neither refused nor read the header in 60 s ({sent:,} B)")
             try:
                 sock.sendall(chunk)
                 sent += len(chunk)
@@ -232,17 +236,26 @@ def test_a_16_mib_header_is_refused_with_431_and_little_memory(server):
 
 
 def test_beyond_the_connection_cap_the_longest_waiting_goes(server):
-    before = rejected(server, "evicted_idle")
-    idle = [connect(server) for _ in range(64)]  # the cap, well within the 2 s keep-alive
-    time.sleep(0.3)
-    took = legit(server)  # one more connection: the oldest idle one makes room
-
-    gone = [i for i, sock in enumerate(idle) if is_closed(sock)]
-    print(f"predict at the cap: {took:.2f} s; idle connection(s) {gone} closed to make room")
+    # The idle connections must still be open when the extra one comes; past the keep-alive
+    # the server closes them itself. A try that a busy machine stretched beyond it, with no
+    # eviction counted, says nothing either way, and is made again.
+    for attempt in range(3):
+        before = rejected(server, "evicted_idle")
+        start = time.monotonic()
+        idle = [connect(server) for _ in range(64)]  # the cap
+        time.sleep(0.3)
+        took = legit(server)  # one more connection: the oldest idle one makes room
+        elapsed = time.monotonic() - start
+        gone = [i for i, sock in enumerate(idle) if is_closed(sock)]
+        for sock in idle:
+            sock.close()
+        evicted = rejected(server, "evicted_idle") - before
+        print(f"predict at the cap: {took:.2f} s; idle connection(s) {gone} closed to make room")
+        if evicted or elapsed < KEEP_ALIVE_S:
+            break
+        print(f"try {attempt + 1}: {elapsed:.1f} s, past the keep-alive, no eviction: again")
     assert gone and gone[0] == 0  # the oldest first
-    for sock in idle:
-        sock.close()
-    assert rejected(server, "evicted_idle") > before
+    assert evicted > 0
 
 
 # ---------------------------------------------------------------- few file descriptors
@@ -300,6 +313,7 @@ def test_the_poller_keeps_working_with_256_descriptors_under_attack(tmp_path):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)
     log = proc.stdout.read()
     assert "Too many open files" not in log, log[-3000:]
     assert "lowered to" in log  # the cap was fitted to the descriptors

@@ -17,6 +17,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+import deadlines
 import numpy as np
 import pytest
 from serving_helpers import zero_png
@@ -74,9 +75,12 @@ def small_model(path: Path, shape: tuple[int, int, int]) -> Path:
     return path
 
 
-PEAK = """
+# `workbench assess` refuses these files from their headers within seconds (most of it the
+# import of TensorFlow); the limit is for a hang.
+ASSESS_DEADLINE_S = 540
+PEAK = f"""
 import resource, subprocess, sys
-run = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+run = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout={ASSESS_DEADLINE_S})
 sys.stderr.write(run.stderr)
 print(run.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
 """
@@ -84,12 +88,15 @@ print(run.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 
 
 def assess_with_peak(*args: str) -> tuple[int, int, str]:
     """Run ``workbench assess`` in a fresh process: exit code, its peak RSS (MiB), stderr."""
-    run = subprocess.run(
+    run = deadlines.run(
         [sys.executable, "-c", PEAK, sys.executable, "-m", "workbench", "assess", *args],
+        timeout_s=ASSESS_DEADLINE_S + 60,  # the inner limit stops `workbench assess` first
+        what="`workbench assess` with its peak memory measured",
         capture_output=True,
         text=True,
-        timeout=600,
     )
+    if run.returncode != 0:  # the measuring parent failed: `workbench assess` overran
+        pytest.fail(f"`workbench assess {' '.join(args)}` did not finish:\n{run.stderr[-3000:]}")
     code, peak = (int(x) for x in run.stdout.split())
     return code, peak, run.stderr
 

@@ -290,7 +290,7 @@ def test_openapi_fuzz_has_no_server_errors(server):
     from hypothesis import HealthCheck, given, settings
     from schemathesis.checks import not_a_server_error
 
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", timeout=30)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 8, "the schema should describe every endpoint"
     for operation in operations:

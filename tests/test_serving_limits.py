@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -116,8 +117,17 @@ def test_server_dies_with_the_process_that_started_it(base):
     kernel = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(base)], stdout=subprocess.PIPE, text=True
     )
+    pid = None
     try:
-        pid = int(kernel.stdout.readline())
+        # the server's pid, once it is ready (serving() waits up to 120 s for that)
+        ready, _, _ = select.select([kernel.stdout], [], [], 180)
+        line = kernel.stdout.readline() if ready else ""
+        if not line.strip():
+            pytest.fail(
+                "the child process printed no server pid within 180 s "
+                f"(exit code {kernel.poll()}; its errors are in the captured stderr)"
+            )
+        pid = int(line)
         server = psutil.Process(pid)
         assert server.is_running()
         kernel.send_signal(signal.SIGKILL)  # as the OOM killer would kill a notebook kernel
@@ -129,9 +139,12 @@ def test_server_dies_with_the_process_that_started_it(base):
             except psutil.NoSuchProcess:
                 return True
 
-        took = wait_until(gone, 5, "the orphaned server exits")
+        # generous for a busy machine: without the stdin pipe it would never exit
+        took = wait_until(gone, 30, "the orphaned server exits")
         print(f"server gone {took:.2f} s after its parent was killed")
     finally:
         kernel.kill()
-        with __import__("contextlib").suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).kill()
+        kernel.wait(timeout=10)
+        if pid is not None:
+            with __import__("contextlib").suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import threading
 
+import deadlines
 import httpx
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_versions_come_and_go_while_serving(tmp_path):
                 )
         finally:
             stop.set()
-            asker.join()
+            deadlines.join(asker, timeout_s=60, what="the client asking while versions swap")
         assert failures == []
 
         broken = tmp_path / "tiny" / "3"

@@ -19,6 +19,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import deadlines
 import pytest
 
 from workbench import __version__
@@ -56,7 +57,9 @@ def _copy_sources(dest: Path) -> Path:
 
 
 def _run(args: list[str], *, cwd: Path, env: dict, timeout: int = 600):
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    done = deadlines.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout_s=timeout, what="A step"
+    )
     assert done.returncode == 0, (
         f"{' '.join(map(str, args))}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     )
@@ -84,13 +87,16 @@ def wheel(tmp_path_factory) -> Path:
 def venv(tmp_path_factory, wheel) -> Path:
     """A fresh virtualenv with the wheel installed; the dependencies are this environment's."""
     folder = tmp_path_factory.mktemp("venv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120
+    )
     python = folder / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
         text=True,
         check=True,
+        timeout=60,
     ).stdout.strip()
     Path(purelib, "lock-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run(
@@ -169,7 +175,12 @@ def test_installed_tool_works_from_an_empty_folder(venv, tmp_path):
 
     # `workbench run` in an empty folder says where to get the notebooks
     refused = subprocess.run(
-        [workbench, "run", "--no-estimate"], cwd=empty, env=env, capture_output=True, text=True
+        [workbench, "run", "--no-estimate"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert refused.returncode == 2 and "workbench notebooks ." in refused.stderr
 
@@ -202,6 +213,7 @@ def test_installed_run_from_a_copied_course_writes_there(venv, tmp_path):
             env=env,
             cwd=tmp_path,
             check=True,
+            timeout=300,
         ).stdout.strip()
     ).parents[1]
     assert site_packages.is_relative_to(venv)

@@ -17,7 +17,7 @@ from workbench.core import atomic
 
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
+    child.wait(timeout=60)
     return child.pid
 
 
@@ -97,7 +97,7 @@ def test_a_killed_writer_leaves_the_old_file_and_its_leftover_is_cleaned(tmp_pat
             os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], check=False)
+    done = subprocess.run([sys.executable, "-c", script], check=False, timeout=120)
     assert done.returncode == -signal.SIGKILL
     assert target.read_text() == "old"
     leftovers = [p for p in tmp_path.iterdir() if p != target]
@@ -120,7 +120,7 @@ def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
         assert live.exists() and other_host.exists() and not dead.exists()
     finally:
         sleeper.kill()
-        sleeper.wait()
+        sleeper.wait(timeout=30)
 
 
 def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):

@@ -256,6 +256,7 @@ def test_a_read_only_cache_folder_only_warns(tmp_path, monkeypatch, small_full):
         ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
         capture_output=True,
         check=False,
+        timeout=30,
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
@@ -265,7 +266,7 @@ def test_a_read_only_cache_folder_only_warns(tmp_path, monkeypatch, small_full):
             d = cifar10.load_cifar10(folder)
         assert d.y_train.shape == (20,) and list(ro.iterdir()) == []
     finally:
-        subprocess.run(["umount", str(ro)], check=False)
+        subprocess.run(["umount", str(ro)], check=False, timeout=30)
 
 
 def test_truncated_npz_names_the_file(tmp_path):

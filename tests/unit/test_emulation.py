@@ -34,6 +34,15 @@ def test_free_subnet_says_when_everything_is_taken():
         emulation.free_subnet(taken, random.Random(0))
 
 
+def test_a_hung_ip_or_tc_command_fails_naming_it_and_clean_up_passes_over_it(monkeypatch):
+    monkeypatch.setattr(emulation, "COMMAND_TIMEOUT_S", 0.2)
+    with pytest.raises(
+        emulation.LinkEmulationError, match="`sleep 30` did not finish within 0.2 s"
+    ):
+        emulation._run(["sleep", "30"])
+    emulation._quiet(["sleep", "30"])  # best effort: a hang in clean-up is passed over
+
+
 @pytest.mark.parametrize("n", [3027, 3028, 6250, 1514, 100])
 def test_padding_frames_add_up_and_fit_a_frame(n):
     frames = emulation.padding_frames(n)

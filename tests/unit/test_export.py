@@ -81,7 +81,7 @@ def test_stale_leftovers_do_not_block_an_export(gray_model, tmp_path):
     import sys
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
+    child.wait(timeout=60)
     target = export.export_saved_model(gray_model, base=tmp_path, name="m", version=1)
     for kind in ("tmp", "old"):  # what an export killed midway leaves
         (target.parent / f".1.{kind}-{atomic._HOST}-{child.pid}-abcd_123").mkdir()

@@ -28,7 +28,7 @@ def test_sampler_sees_a_child_that_allocates():
         "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(3)"
     )
     with memory.MemorySampler(interval_s=0.1) as sampler:
-        subprocess.run([sys.executable, "-c", script], check=True)
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert sampler.peak_private >= 180 * MiB, sampler.peak_private / MiB
     assert sampler.peak >= sampler.peak_private
 
@@ -40,7 +40,7 @@ def test_sampler_ignores_children_that_ran_before_it():
         assert sampler.sample() == (0, 0)
     finally:
         sleeper.kill()
-        sleeper.wait()
+        sleeper.wait(timeout=30)
 
 
 # The cap moves the calling process into the cgroup, so these run it in a fresh interpreter.
@@ -50,7 +50,7 @@ CAPPED = textwrap.dedent(
     from workbench.core import memory
     with memory.MemoryLimit({cap} * 2**20, drop_page_cache=False) as limit:
         child = subprocess.run([sys.executable, "-c",
-            "b = bytearray({alloc} * 2**20); b[::4096] = b'x' * len(b[::4096])"])
+            "b = bytearray({alloc} * 2**20); b[::4096] = b'x' * len(b[::4096])"], timeout=120)
         print(child.returncode, limit.oom_kills(), limit.peak_bytes() // 2**20)
     """
 )
@@ -67,6 +67,7 @@ def test_memory_cap_kills_what_does_not_fit(alloc, killed):
         capture_output=True,
         text=True,
         check=True,
+        timeout=300,
     ).stdout.split()
     returncode, oom_kills, peak_mib = map(int, out)
     assert (returncode == -9) is killed, out

@@ -235,7 +235,10 @@ SPLIT_ROWS = [
 
 def test_best_split_panels_give_every_rtt_its_own_visible_line():
     fig = plots.best_split_panels(
-        SPLIT_ROWS, edge_slowdown=30, server_overhead_ms=1.0, response_bytes=200
+        SPLIT_ROWS,
+        slowdowns={"this CPU": 1.0, "slow": 30.0},
+        server_overhead_ms=1.0,
+        response_bytes=200,
     )
     axes = [ax for ax in fig.axes if ax.lines]
     assert len(axes) == 6 and all(len(ax.lines) == 1 for ax in axes)
@@ -248,10 +251,12 @@ def test_best_split_panels_give_every_rtt_its_own_visible_line():
 
 
 def test_split_times_name_the_runtime_of_each_part():
-    fig = plots.split_times(SPLIT_ROWS)
+    fig = plots.split_times(SPLIT_ROWS, cloud_runtime="TensorFlow")
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["edge prefix (TFLite (LiteRT))", "cloud suffix (TensorFlow)"]
     assert fig.axes[0].get_legend().get_title().get_text() == "different runtimes, one CPU"
+    same = plots.split_times(SPLIT_ROWS)
+    assert same.axes[0].get_legend().get_title().get_text() == "one runtime, one CPU"
     assert fig.axes[0].get_ylabel() == "time [ms]"
 
 

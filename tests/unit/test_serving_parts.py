@@ -341,10 +341,10 @@ def test_concurrent_requests_are_batched_and_answered_with_their_own_rows():
     try:
         with ThreadPoolExecutor(16) as pool:
             futures = [
-                pool.submit(lambda i=i: batcher.submit({"x": np.full((1, 2), i)}).result())
+                pool.submit(lambda i=i: batcher.submit({"x": np.full((1, 2), i)}).result(30))
                 for i in range(16)
             ]
-            results = [f.result() for f in futures]
+            results = [f.result(timeout=60) for f in futures]
     finally:
         batcher.close()
     for i, (rows, info) in enumerate(results):
@@ -363,24 +363,24 @@ def test_a_bad_request_in_a_batch_fails_alone():
     try:
         good = batcher.submit({"x": np.ones((1, 1))})
         bad = batcher.submit({"x": -np.ones((1, 1))})
-        assert good.result()[0]["y"].tolist() == [[1.0]]
+        assert good.result(timeout=30)[0]["y"].tolist() == [[1.0]]
         with pytest.raises(RequestError, match="negative"):
-            bad.result()
+            bad.result(timeout=30)
     finally:
         batcher.close()
 
 
 def test_a_full_batching_queue_answers_unavailable():
-    release = threading.Event()
+    taken, release = threading.Event(), threading.Event()
     batcher = Batcher(
-        lambda x: (release.wait(5), {"y": x["x"]})[1],
+        lambda x: (taken.set(), release.wait(30), {"y": x["x"]})[2],
         max_batch_size=1,
         batch_timeout_micros=0,
         max_enqueued_batches=2,
     )
     try:
         first = batcher.submit({"x": np.ones((1, 1))})
-        time.sleep(0.1)  # the batch thread takes it and blocks
+        assert taken.wait(30), "the batch thread never took the first request"  # and blocks
         batcher.submit({"x": np.ones((1, 1))})
         batcher.submit({"x": np.ones((1, 1))})
         with pytest.raises(RequestError) as err:

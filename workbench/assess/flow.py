@@ -29,7 +29,7 @@ import numpy as np
 from workbench.assess import summary
 from workbench.edge import search
 from workbench.edge import variants as edge_variants
-from workbench.models.subject import VALIDATION_FRACTION, Subject, open_subject
+from workbench.models.subject import Subject, open_subject
 from workbench.network import latency
 from workbench.report import recorder
 
@@ -47,14 +47,14 @@ class Settings:
     links: tuple[str, ...] = tuple(latency.LINKS)  # links to compare on
     budget_pp: float = 1.0  # accuracy a variant may lose (validation images), points
     confidence: float = 0.9  # a winner's lower confidence bound must be within the budget
-    validation_fraction: float = VALIDATION_FRACTION  # training images held out to judge variants
+    validation_fraction: float | None = None  # held out to judge variants (None: sized for it)
     n_train: int | None = None  # cap on training images (None: all)
     n_test: int | None = None  # cap on test images (None: all)
     server_repeats: int = 100  # timed single-image requests per encoding
     max_cuts: int = 10  # cut points measured (both ends plus the cheapest in between)
     split_repeats: int = 30  # timed runs per cut and side
     split_link: str = "4g"  # link whose best intermediate cut is run for real
-    edge_slowdown: float = 100.0  # what-if for splits: an edge this many times slower
+    devices: tuple[str, ...] | None = None  # device classes for splits (None: the catalog's)
     cascade_tolerance_pp: float = 0.5  # cascade goal: within this of the cloud's accuracy
     seed: int = 0
 
@@ -384,6 +384,7 @@ def _explain_int8(rows: list[dict], subject: Subject, settings: Settings) -> Non
 
 def _split_stage(classifier, evaluation, cloud, settings, links, out, figures) -> dict:
     from workbench.collab import split
+    from workbench.edge import devices
     from workbench.report import plots
 
     keras_graph = hasattr(classifier.native, "layers")  # Keras 3 or tf-keras: no bridge needed
@@ -395,8 +396,9 @@ def _split_stage(classifier, evaluation, cloud, settings, links, out, figures) -
         response_bytes=int(cloud.best["response_bytes"]),
         max_cuts=settings.max_cuts,
         repeats=settings.split_repeats,
-        edge_slowdown=settings.edge_slowdown,
+        devices=devices.slowdowns(devices.select(settings.devices)),
         split_link=settings.split_link,
+        input_bytes=int(cloud.best["request_bytes"]),
         serving_base=out / "serving_split",
         threads=settings.variants.threads,
         unavailable=None if keras_graph else classifier.keras_note,
@@ -406,9 +408,6 @@ def _split_stage(classifier, evaluation, cloud, settings, links, out, figures) -
     if result.get("run", {}).get("status") == "ok":
         result["run"].pop("probabilities", None)
     result.pop("points", None)
-    for key in ("best_per_link", "best_per_link_slow_edge"):
-        if key in result:
-            result[key] = [{k: v for k, v in b.items() if k != "totals"} for b in result[key]]
     return result
 
 

@@ -175,13 +175,17 @@ class LinkRow(Part):
 
 
 class Splits(Part):
-    """Split computing: cut points, profiles, the best cut per link, one split run for real."""
+    """Split computing: cut points, their times, the best cut per device and link, one split
+    run for real."""
 
     status: Literal["ok", "skipped"]
     reason: str | None = None
     cut_points: list[str] | None = None
     measured: list[dict[str, Any]] | None = None
-    best_per_link: list[dict[str, Any]] | None = None
+    devices: dict[str, float] | None = Field(
+        default=None, description="each device class's slowdown against this CPU (its peak)"
+    )
+    best_per_device_link: list[dict[str, Any]] | None = None
     run: dict[str, Any] | None = None
 
 

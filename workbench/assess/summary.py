@@ -60,12 +60,16 @@ def _split_line(splits: dict) -> str:
     if splits.get("status") != "ok":
         return f"Split computing: skipped ({splits.get('reason')})."
     run = splits.get("run", {})
-    best = ", ".join(f"{b['key']}: {b['best_after']}" for b in splits["best_per_link"])
-    line = f"Split computing: {len(splits['cut_points'])} valid cuts; best per link {best}."
+    best = splits["best_per_device_link"]
+    middle = [b for b in best if b["intermediate"]]
+    line = (
+        f"Split computing: {len(splits['cut_points'])} valid cuts; {len(middle)} of {len(best)} "
+        "device and link pairs are fastest with a cut in the middle."
+    )
     if run.get("status") == "ok":
         line += (
-            f" Run for real after '{run['after']}': {run['agreement']:.1%} agreement with the "
-            "full model."
+            f" Run for real after '{run['after']}' ({run['device']}, {run['link']}): "
+            f"{run['agreement']:.1%} agreement with the full model."
         )
     return line
 
@@ -118,11 +122,10 @@ def write_page(result: dict, path: Path) -> Path:
                 ],
                 tables=[
                     Table(splits["measured"], title="Profiled cuts", row_name="after"),
-                    Table(splits["best_per_link"], title="Best cut per link", row_name="link"),
                     Table(
-                        splits["best_per_link_slow_edge"],
-                        title=f"What-if: an edge {splits['edge_slowdown']:g}x slower",
-                        row_name="link",
+                        splits["best_per_device_link"],
+                        title="Best cut per device (estimated from its peak) and link",
+                        row_name="device",
                     ),
                 ],
                 figures=[Figure("figures/split-times.png", alt="time by cut")],

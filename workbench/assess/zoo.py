@@ -39,6 +39,7 @@ class Family:
     name: str  # the constructor, e.g. "MobileNetV3Small"
     size: int = 32  # the smallest input side it accepts (a Resizing layer feeds it 32x32)
     flavours: tuple[str, ...] = FLAVOURS  # the Keras flavours that have it
+    steps: int | None = None  # training steps, where the default leaves it at chance
 
 
 FAMILIES = (
@@ -46,12 +47,12 @@ FAMILIES = (
     Family("MobileNetV2"),
     Family("MobileNetV3Small"),
     Family("MobileNetV3Large"),
-    Family("EfficientNetB0"),
-    Family("EfficientNetV2B0"),
+    Family("EfficientNetB0", steps=240),  # stochastic depth, dropout: slow to leave chance
+    Family("EfficientNetV2B0", steps=240),
     Family("ResNet50"),
     Family("ResNet50V2"),
-    Family("DenseNet121"),
-    Family("NASNetMobile"),
+    Family("DenseNet121", steps=60),  # beats chance sooner; each step costs more
+    Family("NASNetMobile", steps=60),
     Family("ConvNeXtTiny"),
     Family("VGG16"),
     Family("Xception", size=71),
@@ -82,7 +83,7 @@ def all_runs() -> list[tuple[str, str]]:
 class Training:
     """How briefly each zoo model is trained: enough to beat chance, no more."""
 
-    steps: int = 60  # optimizer steps
+    steps: int = 120  # optimizer steps
     batch_size: int = 32
     learning_rate: float = 2e-3
     n_test: int = 200  # test images in the zoo's data file
@@ -99,7 +100,8 @@ def zoo_data(path: Path, *, training: Training) -> Path:
     from workbench.data import cifar10
 
     data = cifar10.load_cifar10()
-    n_train = max(training.steps * training.batch_size, 600)
+    most = max(f.steps or training.steps for f in FAMILIES)
+    n_train = max(most * training.batch_size, 600)
     arrays = {
         "x_train": data.x_train[:n_train],
         "y_train": data.y_train[:n_train],
@@ -144,19 +146,24 @@ def build_and_train(
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.9
     compile_kwargs = {"jit_compile": False} if flavour == KERAS3 else {}
-    # the rate decays to zero, so the last steps barely move the weights and the batch-norm
-    # statistics catch up with them (else a briefly trained model predicts one class)
-    rate = keras.optimizers.schedules.CosineDecay(training.learning_rate, training.steps)
+    # the classifier starts at zero (its first answers are uniform, not confidently wrong),
+    # and the rate decays to zero, so the last steps barely move the weights and the
+    # batch-norm statistics catch up with them (else a briefly trained model may predict
+    # one class)
+    last = [layer for layer in model.layers if getattr(layer, "kernel", None) is not None][-1]
+    last.kernel.assign(np.zeros(tuple(last.kernel.shape), dtype="float32"))
+    steps = fam.steps or training.steps
+    rate = keras.optimizers.schedules.CosineDecay(training.learning_rate, steps)
     model.compile(
         keras.optimizers.Adam(rate),
         "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         **compile_kwargs,
     )
-    n = training.steps * training.batch_size
+    take = np.arange(steps * training.batch_size) % len(data["y_train"])  # epochs, if need be
     start = time.perf_counter()
     model.fit(
-        data["x_train"][:n], data["y_train"][:n], batch_size=training.batch_size, epochs=1,
+        data["x_train"][take], data["y_train"][take], batch_size=training.batch_size, epochs=1,
         verbose=0,
     )  # fmt: skip
     seconds = time.perf_counter() - start
@@ -167,6 +174,7 @@ def build_and_train(
         "path": str(out),
         "parameters": int(model.count_params()),
         "input_size": fam.size,
+        "train_steps": steps,
         "train_seconds": seconds,
         "test_accuracy": float(accuracy),
     }
@@ -263,7 +271,8 @@ def row_of(
     variants = {v["variant"]: v for v in doc["variants"]}
     float32, int8 = variants.get("float32", {}), variants.get("int8", {})
     ok = [v["variant"] for v in doc["variants"] if v["status"] == "ok"]
-    skipped = {v["variant"]: v.get("reason") for v in doc["variants"] if v["status"] != "ok"}
+    skipped = {v["variant"]: _first_line(v.get("reason")) for v in doc["variants"]
+               if v["status"] != "ok"}  # fmt: skip
     splits = doc["splits"]
     run = splits.get("run", {}) if splits.get("status") == "ok" else {}
     debug = int8.get("quant_debug") or {}
@@ -288,6 +297,12 @@ def row_of(
         }
     )
     return row
+
+
+def _first_line(text: str | None, limit: int = 160) -> str:
+    """A reason's first line, short enough for a table cell (the full one is in the JSON)."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 # ----------------------------------------------------------------------------- the table

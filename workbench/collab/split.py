@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 import workbench  # noqa: F401 - selects Keras 2 before TensorFlow loads
-from workbench.core import timing
 from workbench.models import graph
 from workbench.network import latency
 
@@ -170,7 +169,7 @@ def measure_splits(
     points: list[CutPoint] | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Measure every cut: edge prefix (TFLite float32) and cloud suffix (TensorFlow) latency.
+    """Measure every cut: edge prefix and cloud suffix latency, both TFLite float32 on this CPU.
 
     Args:
         model: the float Keras model (Keras 3 or tf-keras).
@@ -181,7 +180,6 @@ def measure_splits(
         One row per cut: ``index, after, shape, values, float32_bytes, int8_bytes,
         edge_ms, cloud_ms`` (p50 after warm-up).
     """
-    import tensorflow as tf
 
     from workbench.core.progressbar import track
     from workbench.edge import convert, runtime
@@ -200,12 +198,11 @@ def measure_splits(
             edge_ms = em.benchmark(one, warmup=5, repeats=repeats, max_seconds=5).p50_ms
             activation = em.predict(one)
         cloud_ms = 0.0
-        if suffix is not None:
-            fn = tf.function(lambda a, s=suffix: s(a, training=False))
-            a = tf.constant(activation)
-            cloud_ms = timing.measure_latency(
-                lambda fn=fn, a=a: fn(a).numpy(), warmup=5, repeats=repeats, max_seconds=5
-            ).p50_ms
+        if suffix is not None:  # the cloud's faster runtime (notebook 04): TFLite too
+            cm = runtime.EdgeModel(
+                convert.to_tflite(suffix, "float32", input_scale=None), num_threads=threads
+            )
+            cloud_ms = cm.benchmark(activation, warmup=5, repeats=repeats, max_seconds=5).p50_ms
         rows.append(
             {
                 "index": p.index,
@@ -435,16 +432,15 @@ def split_stage(
     serving_base: Path,
     max_cuts: int = 12,
     repeats: int = 30,
-    edge_slowdown: float = 100.0,
+    devices: dict[str, float] | None = None,
     split_link: str = "4g",
+    split_device: str | None = None,
+    input_bytes: int | None = None,
     threads: int = 1,
     unavailable: str | None = None,
 ) -> dict:
-    """Split computing end to end: cut points, profile, best cut per link, one run for real.
-
-    The best intermediate cut for ``split_link`` is chosen in the slow-edge what-if (the edge
-    ``edge_slowdown`` times slower than this CPU), where cuts matter; on this fast CPU the
-    all-edge end usually wins outright.
+    """Split computing end to end: cut points, measured, the best cut per device and link, and
+    one split run for real through the model server.
 
     Args:
         model: the float Keras model, Keras 3 or tf-keras, as it was loaded (None: skipped,
@@ -452,12 +448,20 @@ def split_stage(
         evaluation: :class:`workbench.models.subject.Evaluation` (test and validation images in
             model units, the float model's answers).
         server_overhead_ms, response_bytes: from the cloud measurement (loopback).
+        devices: ``{device: slowdown}``, how many times longer than this CPU each device takes
+            for the prefix (:func:`workbench.edge.devices.slowdowns`); default this CPU alone.
+        split_link, split_device: whose best intermediate cut is run for real (default device:
+            the slowest, where a split matters most).
+        input_bytes: the compressed input's request size; a best cut whose activation is
+            larger is marked ``larger_than_input``.
 
     Returns:
-        ``status`` ("ok" or "skipped" with ``reason``), ``cut_points`` (names),
-        ``points`` (:class:`CutPoint`), ``measured`` (rows of :func:`measure_splits`),
-        ``best_per_link`` and ``best_per_link_slow_edge`` (rows of :func:`best_splits`, with
-        their ``totals``), ``run`` (:func:`run_split`'s result with its ``link``).
+        ``status`` ("ok" or "skipped" with ``reason``), ``cut_points`` (names), ``points``
+        (:class:`CutPoint`), ``measured`` (rows of :func:`measure_splits`), ``devices``,
+        ``best_per_device_link`` (one row per device and link: the best cut, its time, the
+        all-edge and all-cloud times, the activation's bytes, whether the cut is
+        ``intermediate`` and ``larger_than_input``), ``run`` (:func:`run_split`'s result with
+        its ``device`` and ``link``).
     """
     if model is None:
         return {"status": "skipped", "reason": f"needs a Keras model with a graph: {unavailable}"}
@@ -472,13 +476,36 @@ def split_stage(
         repeats=repeats,
         points=choose_cuts(points, max_cuts),
     )
-    best = best_splits(
-        rows, links, server_overhead_ms=server_overhead_ms, response_bytes=response_bytes
-    )
-    slow_rows = [{**r, "edge_ms": r["edge_ms"] * edge_slowdown} for r in rows]
-    best_slow = best_splits(
-        slow_rows, links, server_overhead_ms=server_overhead_ms, response_bytes=response_bytes
-    )
+    devices = dict(devices or {"this CPU": 1.0})
+    first, last = min(r["index"] for r in rows), max(r["index"] for r in rows)
+    best, totals = [], {}
+    for device, slowdown in devices.items():
+        scaled = [{**r, "edge_ms": r["edge_ms"] * slowdown} for r in rows]
+        for b in best_splits(
+            scaled, links, server_overhead_ms=server_overhead_ms, response_bytes=response_bytes
+        ):
+            chosen = next(r for r in rows if r["index"] == b["best_index"])
+            totals[(device, b["key"])] = b.pop("totals")
+            best.append(
+                {
+                    "device": device,
+                    **b,
+                    "activation_bytes": wire_bytes(chosen["int8_bytes"])
+                    if b["best_index"] != last
+                    else 0,
+                    "choice": "all in the cloud"
+                    if b["best_index"] == first
+                    else "all on the device"
+                    if b["best_index"] == last
+                    else f"split after {b['best_after']}",
+                    "intermediate": first < b["best_index"] < last,
+                    "larger_than_input": bool(
+                        input_bytes
+                        and first < b["best_index"] < last
+                        and wire_bytes(chosen["int8_bytes"]) > input_bytes
+                    ),
+                }
+            )
     result = {
         "status": "ok",
         "cut_points": [p.after for p in points],
@@ -486,13 +513,17 @@ def split_stage(
         "measured": rows,
         "server_overhead_ms": server_overhead_ms,
         "response_bytes": response_bytes,
-        "best_per_link": best,
-        "edge_slowdown": edge_slowdown,
-        "best_per_link_slow_edge": best_slow,
+        "devices": devices,
+        "best_per_device_link": best,
     }
-    link = next((b for b in best_slow if b["key"] == split_link), best_slow[0])
+    device = split_device or max(devices, key=devices.get)
+    key = split_link if split_link in links else next(iter(links))
+    if (device, key) not in totals:
+        result["run"] = {"status": "skipped", "reason": f"no device {device!r} or link {key!r}"}
+        return result
+    scaled = [{**r, "edge_ms": r["edge_ms"] * devices[device]} for r in rows]
     try:
-        cut = best_intermediate_cut(slow_rows, link["totals"])
+        cut = best_intermediate_cut(scaled, totals[(device, key)])
     except ValueError as err:
         result["run"] = {"status": "skipped", "reason": str(err)}
         return result
@@ -506,7 +537,7 @@ def split_stage(
         serving_base=serving_base,
         threads=threads,
     )
-    result["run"] = {"status": "ok", "link": link["key"], **run}
+    result["run"] = {"status": "ok", "device": device, "link": key, **run}
     return result
 
 

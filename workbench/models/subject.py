@@ -12,7 +12,40 @@ import numpy as np
 from workbench.core import metrics
 from workbench.models import contract, loading
 
-VALIDATION_FRACTION = 0.1  # training images held out to judge compressed variants
+# How many training images are held out to judge compressed variants (validation_share).
+# The per-image standard deviation of a paired accuracy difference between a heavily
+# compressed variant and its float model: a standard error of 1.5 pp on 544 CIFAR-10
+# validation images (the subset, issue 13's search), 0.015 * sqrt(544).
+PAIRED_SD = 0.35
+VALIDATION_BUDGET_PP, VALIDATION_CONFIDENCE = 1.0, 0.9  # the pick rule the split is sized for
+VALIDATION_SHARE = (0.1, 0.25)  # the least and the most of the training images held out
+
+
+def validation_share(
+    n_train: int,
+    *,
+    budget_pp: float = VALIDATION_BUDGET_PP,
+    confidence: float = VALIDATION_CONFIDENCE,
+) -> float:
+    """The share of ``n_train`` training images to hold out for validation.
+
+    A compressed variant is certified within the budget only if its validation delta minus
+    ``z`` standard errors is (:class:`workbench.edge.variants.PickRule`); for a variant truly
+    as accurate as the float model that takes ``n = (z * PAIRED_SD / budget)^2`` images
+    (about 2,000 at 1 pp and 90%). That share of the training images, kept between
+    :data:`VALIDATION_SHARE`: on the full CIFAR-10 (50,000) the least, 10%, already gives
+    5,000; on a small dataset at most a quarter, so that training keeps three quarters (and
+    the search says when that is too few to certify a variant). Notebooks 02-05 and
+    ``assess`` use the same share, so the validation images are ones no model trained on.
+    """
+    from statistics import NormalDist
+
+    if n_train <= 0:
+        raise ValueError(f"n_train must be positive, not {n_train}")
+    z = NormalDist().inv_cdf(confidence)
+    needed = (z * PAIRED_SD / (budget_pp / 100)) ** 2
+    low, high = VALIDATION_SHARE
+    return round(min(high, max(low, needed / n_train)), 3)
 
 
 @dataclass
@@ -70,14 +103,17 @@ def split_data(
     *,
     n_train: int | None = None,
     n_test: int | None = None,
-    validation_fraction: float = VALIDATION_FRACTION,
+    validation_fraction: float | None = None,
     seed: int = 0,
 ):
-    """Capped train/test images and a validation split held out from training (seeded)."""
+    """Capped train/test images and a validation split held out from training (seeded);
+    ``validation_fraction`` None: :func:`validation_share` of the training images."""
     from workbench.data import datasets
 
     x_train, y_train = dataset.x_train[:n_train], dataset.y_train[:n_train]
     x_test, y_test = dataset.x_test[:n_test], dataset.y_test[:n_test]
+    if validation_fraction is None:
+        validation_fraction = validation_share(len(x_train))
     fit, val = datasets.validation_split(len(x_train), validation_fraction, seed)
     return x_train[fit], y_train[fit], x_train[val], y_train[val], x_test, y_test
 
@@ -91,7 +127,7 @@ def open_subject(
     class_names: list[str] | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
-    validation_fraction: float = VALIDATION_FRACTION,
+    validation_fraction: float | None = None,
     seed: int = 0,
     trust_model: bool = False,
     max_data_bytes: int | None = None,
@@ -107,7 +143,8 @@ def open_subject(
             download).
         input_scale: the model gets ``pixels * input_scale`` (None: pixels as stored).
         n_train, n_test: use only the first images of each split.
-        validation_fraction, seed: the validation images held out from the training images.
+        validation_fraction, seed: the validation images held out from the training images
+            (None: :func:`validation_share`, as notebook 02 holds them out).
         trust_model: load the model without the safety checks (:mod:`workbench.models.trust`).
         max_data_bytes: refuse data larger than this once decoded (default: a share of this
             machine's memory, :func:`workbench.data.sizes.max_data_bytes`).

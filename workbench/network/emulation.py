@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 MTU_FRAME = 1514  # bytes of an Ethernet frame carrying a full 1500-byte IP packet
 UDP_FRAME_OVERHEAD = 42  # Ethernet 14 + IPv4 20 + UDP 8 bytes
+# Longest wait for one `ip` or `tc` command (they take milliseconds): past it, the kernel's
+# network configuration is held by something else, and waiting on would hang the run.
+COMMAND_TIMEOUT_S = 30
 
 _NETNS = re.compile(r"^wb-(?P<pid>\d+)-(?P<tag>[0-9a-f]{4})$")
 _IFNAME = re.compile(r"^wb(?P<pid>[0-9a-f]+)-(?P<tag>[0-9a-f]{4})[a-zA-Z]$")
@@ -125,12 +128,21 @@ def send_padding(sock: socket.socket, address: str, n_bytes: int) -> int:
 # ================================================================== ip and tc
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
+    """Run an ``ip``/``tc`` command; LinkEmulationError if it fails (``check``) or hangs."""
     try:
-        return subprocess.run(cmd, check=True, capture_output=True, text=True)
+        return subprocess.run(
+            cmd, check=check, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+        )
     except subprocess.CalledProcessError as err:
         raise LinkEmulationError(
             f"`{' '.join(cmd)}` failed: {(err.stderr or err.stdout).strip()}"
+        ) from err
+    except subprocess.TimeoutExpired as err:
+        raise LinkEmulationError(
+            f"`{' '.join(cmd)}` did not finish within {COMMAND_TIMEOUT_S} s: another process "
+            "may hold the kernel's network configuration (look for a stuck `ip` or `tc` in "
+            "`ps`); try again once it is gone."
         ) from err
 
 
@@ -143,7 +155,10 @@ def _tc(*args: str, netns: str | None = None) -> str:
 
 
 def _quiet(cmd: list[str]) -> None:
-    subprocess.run(cmd, capture_output=True)
+    """Best-effort clean-up: a failure or a hang is passed over (a later run's
+    :func:`teardown` removes what is left)."""
+    with contextlib.suppress(LinkEmulationError):
+        _run(cmd, check=False)
 
 
 def _require_tools() -> tuple[bool, str]:
@@ -174,7 +189,10 @@ def _probe(qdisc: list[str]) -> tuple[bool, str]:
     )
     try:
         for what, cmd in steps:
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            try:
+                done = _run(cmd, check=False)
+            except LinkEmulationError as err:
+                return False, f"{what}: {err}"
             if done.returncode:
                 return False, f"{what} not available in this kernel ({done.stderr.strip()})"
     finally:
@@ -203,12 +221,12 @@ def _alive(pid: int) -> bool:
 
 
 def _netns_names() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    out = _run(["ip", "netns", "list"], check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def _link_names() -> list[str]:
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    out = _run(["ip", "-o", "link", "show"], check=False).stdout
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
 
 
@@ -218,7 +236,7 @@ def _remove(netns: str, prefix: str | None) -> list[str]:
     Returns:
         the names removed.
     """
-    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout
+    pids = _run(["ip", "netns", "pids", netns], check=False).stdout
     for pid in pids.split():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)

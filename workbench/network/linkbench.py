@@ -149,8 +149,8 @@ def sink(link: ShapedLink, *, startup_timeout_s: float = 30.0) -> Iterator[subpr
 
 
 def _ready(host: str) -> bool:
-    try:
-        exchange(Connection(host), "down", 0, new=True)
+    try:  # a short timeout per probe, so that the start-up deadline holds
+        exchange(Connection(host, timeout_s=5.0), "down", 0, new=True)
     except OSError:
         return False
     return True

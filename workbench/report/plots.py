@@ -475,13 +475,13 @@ def split_times(
     *,
     title: str = "Where the time goes, by cut",
     edge_runtime: str = "TFLite (LiteRT)",
-    cloud_runtime: str = "TensorFlow",
+    cloud_runtime: str = "TFLite (LiteRT)",
 ):
     """Edge-prefix and cloud-suffix time per cut (top) and the int8 activation sent (bottom).
 
-    The two parts run on different runtimes (by default the prefix on TFLite, the suffix
-    on TensorFlow, both on this CPU); the legend names each, since their times are not
-    those of one runtime cut in two.
+    The legend names each part's runtime (both TFLite on this CPU by default, as
+    :func:`workbench.collab.split.measure_splits` measures them), so that times of two
+    different runtimes are never read as one model cut in two.
 
     Args:
         rows: :func:`workbench.collab.split.measure_splits` rows.
@@ -495,7 +495,12 @@ def split_times(
         pos + 0.2, [r["cloud_ms"] for r in rows], width=0.4, label=f"cloud suffix ({cloud_runtime})"
     )
     ax1.set(ylabel="time [ms]", title=title)
-    ax1.legend(fontsize=8, title="different runtimes, one CPU", title_fontsize=8)
+    same = edge_runtime == cloud_runtime
+    ax1.legend(
+        fontsize=8,
+        title="one runtime, one CPU" if same else "different runtimes, one CPU",
+        title_fontsize=8,
+    )
     ax1.grid(axis="y", alpha=0.3)
     ax2.bar(pos, [r["int8_bytes"] / 1024 for r in rows], color="tab:purple")
     ax2.set(ylabel="activation sent [KiB, int8]", xlabel="cut [after layer]")
@@ -555,54 +560,56 @@ def cascade(
 def best_split_panels(
     rows: list[dict],
     *,
-    edge_slowdown: float,
+    slowdowns: dict[str, float],
     server_overhead_ms: float,
     response_bytes: int,
     rtts_ms: Sequence[float] = (5, 50, 300),
 ):
-    """The best cut against uplink bandwidth: one row of panels per RTT, this CPU as the edge
-    (left) and an edge ``edge_slowdown`` times slower (right). One line per panel, so no line
-    hides another when several RTTs pick the same cut. ``rows``:
-    :func:`workbench.collab.split.measure_splits`."""
+    """The best cut against uplink bandwidth: one row of panels per device, one column per
+    RTT. A device's prefix takes ``slowdowns[device]`` times this CPU's measured time (its
+    peak against this CPU's: an estimate). One line per panel, so no line hides another when
+    several settings pick the same cut. ``rows``: :func:`workbench.collab.split.measure_splits`."""
     from workbench.collab import split
 
     ups = np.logspace(-1, 3, 60)
-    slow = [{**r, "edge_ms": r["edge_ms"] * edge_slowdown} for r in rows]
     positions = {r["index"]: i for i, r in enumerate(rows)}
     labels = [r["after"] for r in rows]
+    devices = list(slowdowns)
     panels = {
-        (col, row): [
-            positions[c]
-            for c in split.best_split_curve(
-                profile,
+        (d, c): [
+            positions[i]
+            for i in split.best_split_curve(
+                [{**r, "edge_ms": r["edge_ms"] * slowdowns[device]} for r in rows],
                 rtt_ms=rtt,
                 uplinks_mbps=ups,
                 server_overhead_ms=server_overhead_ms,
                 response_bytes=response_bytes,
             )
         ]
-        for col, profile in enumerate((rows, slow))
-        for row, rtt in enumerate(rtts_ms)
+        for d, device in enumerate(devices)
+        for c, rtt in enumerate(rtts_ms)
     }
-    used = sorted({c for chosen in panels.values() for c in chosen})
-    edges = ("this CPU as the edge", f"what-if: edge {edge_slowdown:g}x slower")
-    fig, axes = new_figure(12, 1.9 * len(rtts_ms) + 0.9, len(rtts_ms), 2, sharex=True, sharey=True)
+    used = sorted({i for chosen in panels.values() for i in chosen})
+    fig, axes = new_figure(
+        4.2 * len(rtts_ms), 1.6 * len(devices) + 1.0, len(devices), len(rtts_ms),
+        sharex=True, sharey=True,
+    )  # fmt: skip
     axes = np.atleast_2d(axes)
-    for (col, row), chosen in panels.items():
-        ax = axes[row, col]
-        rtt = rtts_ms[row]
+    for (d, c), chosen in panels.items():
+        ax = axes[d, c]
         best_split_steps(
-            {f"RTT {rtt:g} ms": (ups, chosen)},
+            {f"RTT {rtts_ms[c]:g} ms": (ups, chosen)},
             labels=labels,
-            title=f"{edges[col]}, RTT {rtt:g} ms" if row == 0 else f"RTT {rtt:g} ms",
+            title=f"{devices[d]} ({slowdowns[devices[d]]:.2g}x this CPU), RTT {rtts_ms[c]:g} ms",
             ax=ax,
         )
-        if row < len(rtts_ms) - 1:
+        ax.title.set_fontsize(8)
+        if d < len(devices) - 1:
             ax.set_xlabel("")
-        if col == 1:
+        if c > 0:
             ax.set_ylabel("")
     for ax in axes.flat:  # shared y: every panel names every cut some panel picks
-        ax.set_yticks(used, [labels[c] for c in used], fontsize=7)
+        ax.set_yticks(used, [labels[i] for i in used], fontsize=7)
         ax.set_ylim(min(used) - 0.6, max(used) + 0.6)
-    fig.suptitle("Best cut against uplink bandwidth (downlink 3x the uplink)")
+    fig.suptitle("Best cut against uplink bandwidth, per device (downlink 3x the uplink)")
     return fig

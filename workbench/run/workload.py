@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.models.subject import VALIDATION_FRACTION
+from workbench.models.subject import validation_share
 from workbench.run import probe
 
 # Costs measured once on the development machine: data, not code (calibration.json says how
@@ -92,6 +92,11 @@ def _split(total: int, fraction: float) -> tuple[int, int]:
     return total - n_val, n_val
 
 
+def _held_out(total: int, fraction: float | None) -> tuple[int, int]:
+    """(fitted, held out) training images, the share sized as the notebooks size it."""
+    return _split(total, validation_share(total) if fraction is None else fraction)
+
+
 def _work_01(p: dict, env: Environment) -> list[Work]:
     return [
         Work("single-sample KNN predictions", p["latency_repeats"] + p["warmup"] + 1, "", "knn"),
@@ -116,7 +121,7 @@ def _arch_02(role: str, p: dict) -> str:
 def _work_02(p: dict, env: Environment) -> list[Work]:
     from workbench.cloud.train import epochs_for
 
-    n_fit, n_val = _split(_cap(env.n_train, p["n_train"]), p["val_fraction"])
+    n_fit, n_val = _held_out(_cap(env.n_train, p["n_train"]), p["val_fraction"])
     n_test = _cap(env.n_test, p["n_test"])
     # train.fit resumes from a checkpoint of the same run: epochs already done are not trained
     epochs = {
@@ -188,7 +193,7 @@ def _notes_02(p: dict, env: Environment) -> list[str]:
 def _resumed_02(p: dict, env: Environment) -> list[str]:
     from workbench.cloud.train import epochs_for
 
-    n_fit, _ = _split(_cap(env.n_train, p["n_train"]), p["val_fraction"])
+    n_fit, _ = _held_out(_cap(env.n_train, p["n_train"]), p["val_fraction"])
     done = {role: _done(role, n_fit, p, env) for role in ROLES_02}
     if not any(done.values()):
         return []
@@ -220,7 +225,7 @@ def find_checkpoints() -> tuple[tuple[str, int, int], ...]:
 
 
 def _work_03(p: dict, env: Environment) -> list[Work]:
-    n_fit, n_val = _split(_cap(env.n_train, p["n_train"]), VALIDATION_FRACTION)
+    n_fit, n_val = _held_out(_cap(env.n_train, p["n_train"]), None)
     n_test = _cap(env.n_test, p["n_test"])
     levels, clusters = len(p["sparsities"]), len(p["cluster_counts"])
     fractions, batch = len(p["slim_fractions"]), p["batch_size"]
@@ -304,7 +309,7 @@ def _work_04(p: dict, env: Environment) -> list[Work]:
 
 
 def _work_05(p: dict, env: Environment) -> list[Work]:
-    n_fit, n_val = _split(_cap(env.n_train, p["n_train"]), VALIDATION_FRACTION)
+    n_fit, n_val = _held_out(_cap(env.n_train, p["n_train"]), None)
     n_test = _cap(env.n_test, p["n_test"])
     seeds, steps = len(p["distill_seeds"]), p["student_steps"]
     candidates = len(p["temperatures"]) * len(p["alphas"])
