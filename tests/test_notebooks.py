@@ -81,6 +81,14 @@ def check_02(r: dict) -> None:
     assert not list(paths.serving_base().glob(f"{paths.CLOUD_MODEL_NAME}/.*tmp*")), (
         "no half-written export"
     )
+    # the four "predict, then run" exercises, each checked by the notebook itself
+    assert exercise_numbers(r) == [1, 2, 3, 4]
+    assert r["exercise_1"]["measured"] == 16 * 16 * 3 * 3 * 32 * 64  # seed CNN's conv2, 'same'
+    assert r["exercise_2"]["measured"] == 8 * 8 * 64 * 128 + 128  # its first dense layer
+    assert r["exercise_3"]["measured"] == r["models"]["cloud"]["epochs"]
+    d = r["gain_disagreements"]  # the gain is (b - c) / n, its noise the paired standard error
+    assert 100 * (d["b"] - d["c"]) / d["n"] == pytest.approx(r["cloud_gain_over_edge_candidate_pp"])
+    assert r["exercise_4"]["measured"] == pytest.approx(r["cloud_gain_noise_pp"])
 
 
 def check_03(r: dict) -> None:
@@ -122,6 +130,18 @@ def check_03(r: dict) -> None:
     assert manifest["default"] == winners["fastest"]
     for entry in manifest["models"]:
         assert (paths.edge_dir() / entry["file"]).exists()
+    # the five exercises; the demo quantizes per tensor and per channel
+    assert exercise_numbers(r) == [1, 2, 3, 4, 5]
+    demo = r["quantization_demo"]
+    assert demo["per_channel"]["scales"] > 1 and demo["symmetric"]["scales"] == 1
+    assert demo["per_channel"]["rms_error"] < demo["symmetric"]["rms_error"]
+    assert r["exercise_2"]["measured"] == pytest.approx(0.4375)  # PolynomialDecay halfway
+    # pruned, stripped and converted by hand: zeros at the target, paid only after gzip
+    hand = r["by_hand"]
+    assert abs(hand["pruned_zeros"] - 0.5) < 0.005
+    assert hand["pruned_float32_gzip_bytes"] < 0.8 * hand["pruned_float32_bytes"]
+    assert hand["pruned_float32_bytes"] >= 4 * hand["parameters"] * 0.95
+    assert hand["int8_bytes"] < hand["pruned_float32_bytes"] / 3 and hand["qat_int8_bytes"] > 0
 
 
 def check_04(r: dict) -> None:
@@ -165,6 +185,17 @@ def check_04(r: dict) -> None:
         spread = v["measured_p95_ms"] - v["measured_p50_ms"]
         gap = abs(v["predicted_ms"] - v["measured_p50_ms"])
         assert gap <= 0.15 * v["measured_p50_ms"] + spread, v
+    # the four exercises: a device estimate, the 4G latency (p50, p95), Little's law
+    assert exercise_numbers(r) == [1, 2, 3, 4]
+    links = {row["key"]: row for row in r["links"]}
+    assert r["exercise_2"]["measured"] == pytest.approx(links["4g"]["cloud_p50_ms"])
+    assert r["exercise_3"]["measured"] == pytest.approx(links["4g"]["cloud_p95_ms"])
+    assert r["exercise_4"]["measured"] == r["load_test"]["latency"]["mean_ms"]
+    parts = r["agreement_parts"]  # agreement = both right + both wrong with the same class
+    assert parts["both_right"] + parts["same_wrong"] == pytest.approx(r["edge_cloud_agreement"])
+    for row in r["decision_table"]:  # a device without a latency is not called faster or slower
+        if row["edge_p50_ms"] is None:
+            assert row["faster"].startswith("cloud (no latency"), row
 
 
 def check_05(r: dict) -> None:
@@ -189,6 +220,12 @@ def check_05(r: dict) -> None:
     assert len(students["gain_test_pp"]["per_seed"]) == len(
         {row["seed"] for row in students["runs"]}
     )
+    # the five exercises; the split by hand agrees with the full model as the served one does
+    assert exercise_numbers(r) == [1, 2, 3, 4, 5]
+    assert r["exercise_4"]["measured"] == 0 and r["exercise_5"]["measured"] == 1
+    hand, run = r["split_by_hand"], r["split_run"]
+    assert hand["after"] == run["after"] and abs(hand["agreement"] - r["split_agreement"]) <= 0.01
+    assert run["modelled_ms"] >= run["best_ms"] - 1e-9, "the run's time is shown against the best"
 
 
 CHECKS: dict[str, Callable[[dict], None]] = {

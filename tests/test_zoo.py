@@ -155,7 +155,7 @@ def _load(path, flavour):
 # ----------------------------------------------------------------------------- the zoo
 
 
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(7200)  # each child process has an hour (run_family)
 @pytest.mark.parametrize(("family", "flavour"), RUNS, ids=[f"{f}-{k}" for f, k in RUNS])
 def test_family_goes_through_every_stage(family, flavour, folder, data):
     run = zoo.run_family(family, flavour, folder, data_path=data)

@@ -116,6 +116,41 @@ def test_quantization_error_is_at_most_half_a_step(fn):
     assert q["max_abs_error"] <= q["scale"] / 2 + 1e-7
 
 
+def test_per_channel_scales_each_output_channel_by_its_own_range():
+    rng = np.random.default_rng(0)
+    # four output channels whose weights span 0.01 to 1: one scale would round the small ones
+    kernel = rng.normal(0, 1, (3, 3, 2, 4)) * np.array([0.01, 0.1, 0.5, 1.0])
+    per_tensor = convert.symmetric_quantize(kernel)
+    per_channel = convert.symmetric_quantize(kernel, axis=-1)
+    assert np.shape(per_channel["scale"]) == (4,)
+    np.testing.assert_allclose(per_channel["scale"], np.abs(kernel).max(axis=(0, 1, 2)) / 127)
+    assert per_channel["q"].shape == kernel.shape and np.abs(per_channel["q"]).max() == 127
+    # every channel uses the full int8 range, and errs at most half its own step
+    assert (np.abs(per_channel["q"]).max(axis=(0, 1, 2)) == 127).all()
+    err = np.abs(per_channel["restored"] - kernel).max(axis=(0, 1, 2))
+    assert (err <= per_channel["scale"] / 2 + 1e-12).all()
+    # the smallest channel is restored far better than with the tensor's one scale
+    small = kernel[..., 0]
+    assert np.abs(per_channel["restored"][..., 0] - small).max() < 0.05 * np.abs(
+        per_tensor["restored"][..., 0] - small
+    ).max()
+    zeros = convert.symmetric_quantize(np.zeros((2, 3)), axis=-1)  # an all-zero channel
+    assert (zeros["q"] == 0).all() and (zeros["scale"] == 1.0).all()
+
+
+def test_quantization_demo_compares_per_tensor_and_per_channel():
+    kernel = np.random.default_rng(1).normal(0, 1, (3, 3, 3, 8)) * np.linspace(0.1, 1, 8)
+    rows, errors = convert.quantization_demo(kernel, show=5)
+    assert len(rows) == 5 and [r["output channel"] for r in rows] == [0, 1, 2, 3, 4]
+    assert errors["per_channel"]["scales"] == 8 and errors["symmetric"]["scales"] == 1
+    assert errors["per_channel"]["scale"] == pytest.approx(errors["symmetric"]["scale"])
+    # rounding errors are about uniform within half a step: RMS = scale / sqrt(12)
+    scales = np.abs(kernel).reshape(-1, 8).max(axis=0) / 127
+    expected_ratio = errors["symmetric"]["scale"] / np.sqrt(np.mean(scales**2))
+    ratio = errors["symmetric"]["rms_error"] / errors["per_channel"]["rms_error"]
+    assert ratio > 1.2 and ratio == pytest.approx(expected_ratio, rel=0.1)
+
+
 def test_manifest_roundtrip(tiny, tmp_path):
     blob = convert.to_tflite(tiny[0], "float32", input_scale=None)
     (tmp_path / "m.tflite").write_bytes(blob)

@@ -255,8 +255,9 @@ def test_the_device_table_prefers_measurements(catalog):
     assert got["raspberry-pi-4", "a"]["p50_ms"] == 9.0
     assert got["raspberry-pi-5", "a"]["source"] == "estimated"
     assert got["bench-board", "a"]["source"] == "measured"
-    keys = {"device", "device_name", "source", "variant", "p50_ms", "fits_memory"}
+    keys = {"device", "device_name", "source", "variant", "p50_ms", "fits_memory", "note"}
     assert all(keys <= set(r) for r in table)
+    assert got["raspberry-pi-5", "a"]["note"] == "", "an estimate made needs no excuse"
 
 
 # ------------------------------------------------------------------ the device-side runner

@@ -297,7 +297,7 @@ def compare_devices(
     """
     rows = []
     for d in edge_devices:
-        if d.get("p50_ms") is None:
+        if d.get("p50_ms") is None or d["p50_ms"] != d["p50_ms"]:  # None or NaN: no estimate
             continue
         for row in compare(
             cloud,

@@ -69,8 +69,12 @@ def decision_table(
     )
     rows = []
     for d in edge_devices:
+        p50 = d.get("p50_ms")
+        known = p50 is not None and p50 == p50  # None or NaN: no latency on this device
         for link in links:
-            faster = "edge" if d["p50_ms"] <= link["cloud_p50_ms"] else "cloud"
+            faster = "edge" if known and p50 <= link["cloud_p50_ms"] else "cloud"
+            if not known:
+                faster = "cloud (no latency for the edge model on this device)"
             if not d.get("fits_memory", True):
                 faster = "cloud (the model does not fit the device)"
             rows.append(
@@ -78,8 +82,8 @@ def decision_table(
                     "device": d["device"],
                     "edge_source": d["source"],
                     "link": link["key"],
-                    "edge_p50_ms": d["p50_ms"],
-                    "edge_p95_ms": d["p95_ms"],
+                    "edge_p50_ms": p50 if known else None,
+                    "edge_p95_ms": d.get("p95_ms") if known else None,
                     "cloud_p50_ms": link["cloud_p50_ms"],
                     "cloud_p95_ms": link["cloud_p95_ms"],
                     "faster": faster,

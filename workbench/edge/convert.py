@@ -226,7 +226,8 @@ def layer_of_tensor(tensor_name: str, known: set[str] | frozenset[str] = frozens
     A fused operation names every TensorFlow op it holds, ``;``-separated, each as
     ``model/layer/op`` (Keras 3 adds ``_1`` to names traced in a function): e.g.
     ``m/conv_bn_1/batchnorm/add_1;m/conv_1/convolution`` gives ``"conv_bn, conv"``. Names
-    are matched against ``known`` (the model's layer names) where given.
+    are matched against ``known`` (the model's layer names) where given; the graph's output
+    tensor (``Identity``) is "the model's output".
     """
     import re
 
@@ -240,6 +241,8 @@ def layer_of_tensor(tensor_name: str, known: set[str] | frozenset[str] = frozens
             name = re.sub(r"_\d+$", "", name)
         if (name in known or not known) and name not in found:
             found.append(name)
+    if not found and tensor_name.startswith(("Identity", "StatefulPartitionedCall")):
+        return "the model's output"  # the graph's output tensor, named by TensorFlow
     return ", ".join(found) if found else tensor_name
 
 
@@ -273,35 +276,57 @@ def first_kernel(model) -> tuple[str, np.ndarray]:
 def quantization_demo(
     kernel: np.ndarray, *, fixed_point_bits: int = 6, show: int = 8
 ) -> tuple[list[dict], dict[str, dict[str, float]]]:
-    """The same weights quantized three ways: symmetric int8, affine int8, fixed point.
+    """The same weights quantized four ways: symmetric int8 with one scale for the whole
+    tensor (per-tensor) and with one scale per output channel (per-channel, what TFLite
+    does for convolution weights), affine int8, and fixed point.
+
+    The output channels are the kernel's last axis (Keras' convolution and dense kernels).
 
     Returns:
-        ``(rows, errors)``: the first ``show`` weights with their codes and restored values,
-        and per method its scale, zero point and largest rounding error.
+        ``(rows, errors)``: the first ``show`` weights (with the output channel each belongs
+        to) with their codes and restored values; and per method its number of scales, its
+        scale (per-channel: the largest of them, per-tensor's), zero point, largest rounding
+        error and root-mean-square rounding error.
     """
-    flat = np.asarray(kernel, dtype=np.float32).ravel()
+    kernel = np.asarray(kernel, dtype=np.float32)
+    flat = kernel.ravel()
+    channels = kernel.shape[-1] if kernel.ndim > 1 else 1
     sym, aff = symmetric_quantize(flat), affine_quantize(flat)
+    per_channel = symmetric_quantize(kernel, axis=-1)
+    pc_q, pc_restored = per_channel["q"].ravel(), per_channel["restored"].ravel()
     step = 2.0**fixed_point_bits
     fixed = np.round(flat * step) / step
     rows = [
         {
             "float": float(flat[i]),
-            "int8 code (symmetric)": int(sym["q"][i]),
-            "restored (symmetric)": float(sym["restored"][i]),
+            "output channel": int(i % channels),
+            "int8 code (per-tensor)": int(sym["q"][i]),
+            "restored (per-tensor)": float(sym["restored"][i]),
+            "int8 code (per-channel)": int(pc_q[i]),
+            "restored (per-channel)": float(pc_restored[i]),
             "int8 code (affine)": int(aff["q"][i]),
             "restored (affine)": float(aff["restored"][i]),
             f"fixed point p={fixed_point_bits}": float(fixed[i]),
         }
         for i in range(min(show, flat.size))
     ]
+
+    def summary(method: dict, restored: np.ndarray, scales: int, scale: float) -> dict:
+        return {
+            "scales": scales,
+            "scale": float(scale),
+            "zero_point": float(method["zero_point"]),
+            "max_abs_error": float(np.abs(restored - flat).max()),
+            "rms_error": float(np.sqrt(np.mean((restored - flat) ** 2))),
+        }
+
     errors = {
-        "symmetric": {k: float(sym[k]) for k in ("scale", "zero_point", "max_abs_error")},
-        "affine": {k: float(aff[k]) for k in ("scale", "zero_point", "max_abs_error")},
-        f"fixed_point_p{fixed_point_bits}": {
-            "scale": 1 / step,
-            "zero_point": 0.0,
-            "max_abs_error": float(np.abs(fixed - flat).max()),
-        },
+        "symmetric": summary(sym, sym["restored"], 1, sym["scale"]),
+        "per_channel": summary(
+            per_channel, pc_restored, channels, float(np.max(per_channel["scale"]))
+        ),
+        "affine": summary(aff, aff["restored"], 1, aff["scale"]),
+        f"fixed_point_p{fixed_point_bits}": summary({"zero_point": 0.0}, fixed, 1, 1 / step),
     }
     return rows, errors
 
@@ -328,12 +353,30 @@ def affine_quantize(values: np.ndarray, *, bits: int = 8) -> dict[str, np.ndarra
     }
 
 
-def symmetric_quantize(values: np.ndarray, *, bits: int = 8) -> dict[str, np.ndarray | float | int]:
-    """Symmetric quantization (zero point 0), as TFLite does for weights."""
+def symmetric_quantize(
+    values: np.ndarray, *, bits: int = 8, axis: int | None = None
+) -> dict[str, np.ndarray | float | int]:
+    """Symmetric quantization (zero point 0), as TFLite does for weights.
+
+    ``scale = max|x| / (2^(bits-1) - 1)``, ``q = clip(round(x / scale), -qmax, qmax)``,
+    ``x' = q * scale``. With ``axis=None`` one scale serves the whole tensor (per-tensor);
+    with an ``axis`` (the output channels: ``-1`` for a Keras kernel) each slice along it
+    gets its own scale (per-channel), so a channel of small weights is not rounded on the
+    coarse steps of the largest one. ``scale`` is then an array, one per channel; a channel
+    of zeros gets scale 1 (its codes are all 0).
+    """
     qmax = 2 ** (bits - 1) - 1
-    scale = float(np.max(np.abs(values))) / qmax or 1.0
-    q = np.clip(np.round(values / scale), -qmax, qmax).astype(np.int32)
-    restored = q * scale
+    values = np.asarray(values)
+    if axis is None:
+        scale = float(np.max(np.abs(values))) / qmax or 1.0
+        step = scale
+    else:
+        others = tuple(i for i in range(values.ndim) if i != axis % values.ndim)
+        peak = np.max(np.abs(values), axis=others, keepdims=True)
+        step = np.where(peak > 0, peak / qmax, 1.0).astype(np.float64)
+        scale = step.ravel()
+    q = np.clip(np.round(values / step), -qmax, qmax).astype(np.int32)
+    restored = q * step
     return {
         "scale": scale,
         "zero_point": 0,

@@ -626,7 +626,8 @@ def device_table(
     Returns:
         Rows of ``device``, ``device_name``, ``source`` ("measured" or "estimated"),
         ``variant``, ``p50_ms``, ``p95_ms`` (measured only, else None), ``fits_memory``
-        (measured: True, it ran) and ``memory_why``.
+        (measured: True, it ran), ``memory_why`` and ``note`` (why there is no estimate,
+        e.g. a format the device's runtime does not run; empty otherwise).
     """
     measured = read_measured() if measured is None else measured
     by_key = {(m.get("device_class") or m["device"], m["variant"]): m for m in measured}
@@ -638,7 +639,14 @@ def device_table(
             table.append(_measured_row(m, device=e["device"]))
         else:
             keys = ("device", "device_name", "source", "variant", "p50_ms", "fits_memory")
-            table.append({**{k: e[k] for k in keys}, "p95_ms": None, "memory_why": e["memory_why"]})
+            table.append(
+                {
+                    **{k: e[k] for k in keys},
+                    "p95_ms": None,
+                    "memory_why": e["memory_why"],
+                    "note": e["note"],
+                }
+            )
     table += [_measured_row(m, device=key[0]) for key, m in by_key.items() if key not in used]
     return table
 
@@ -653,4 +661,5 @@ def _measured_row(m: dict, *, device: str) -> dict:
         "fits_memory": True,
         "p95_ms": m.get("p95_ms"),
         "memory_why": "it ran on the device",
+        "note": "",
     }

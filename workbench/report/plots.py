@@ -136,12 +136,19 @@ def training_curves(histories: dict[str, dict[str, list[float]]]):
         color = f"C{i}"
         epochs = np.arange(1, len(h["loss"]) + 1)
         accuracy = 100 * np.asarray(h["accuracy"], dtype=float)
-        ax_loss.plot(epochs, h["loss"], color=color, label=f"{name} train")
-        ax_acc.plot(epochs, accuracy, color=color, label=f"{name} train")
+        mark = "o" if len(epochs) < 3 else None  # a run of one epoch is a point, not a line
+        ax_loss.plot(epochs, h["loss"], color=color, marker=mark, label=f"{name} train")
+        ax_acc.plot(epochs, accuracy, color=color, marker=mark, label=f"{name} train")
         if "val_loss" in h:
             val_accuracy = 100 * np.asarray(h["val_accuracy"], dtype=float)
-            ax_loss.plot(epochs, h["val_loss"], color=color, ls="--", label=f"{name} validation")
-            ax_acc.plot(epochs, val_accuracy, color=color, ls="--", label=f"{name} validation")
+            ax_loss.plot(
+                epochs, h["val_loss"], color=color, ls="--", marker=mark, mfc="none",
+                label=f"{name} validation",
+            )  # fmt: skip
+            ax_acc.plot(
+                epochs, val_accuracy, color=color, ls="--", marker=mark, mfc="none",
+                label=f"{name} validation",
+            )  # fmt: skip
     ax_loss.set(xlabel="epoch [passes over the training set]", ylabel="loss [cross-entropy]")
     ax_acc.set(xlabel="epoch [passes over the training set]", ylabel="accuracy [%]")
     ax_loss.set_title("Loss")
@@ -600,7 +607,7 @@ def best_split_panels(
         best_split_steps(
             {f"RTT {rtts_ms[c]:g} ms": (ups, chosen)},
             labels=labels,
-            title=f"{devices[d]} ({slowdowns[devices[d]]:.2g}x this CPU), RTT {rtts_ms[c]:g} ms",
+            title=f"{devices[d]} ({slowdowns[devices[d]]:.3g}x this CPU), RTT {rtts_ms[c]:g} ms",
             ax=ax,
         )
         ax.title.set_fontsize(8)

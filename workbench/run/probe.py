@@ -29,7 +29,7 @@ PROBE_TRAINING = (
     ("improved_cnn", 64, True),
     ("seed_cnn", 32, False),
     ("student_cnn", 64, True),
-    ("resnet", 128, True),  # notebook 02's cloud model
+    ("resnet", 256, True),  # notebook 02's cloud model
 )
 
 
