@@ -147,8 +147,9 @@ def check_03(r: dict) -> None:
 def check_04(r: dict) -> None:
     assert r["load_test"]["failures"] == 0
     assert r["metrics_requests_by_status"].get("200", 0) >= r["load_test"]["requests"]
-    assert (
-        set(r["winner_per_link"].values()) <= {"edge", "cloud"} and len(r["winner_per_link"]) == 6
+    winners = r["winner_per_device_link"]  # device -> link -> who answers first
+    assert winners and all(
+        set(links.values()) <= {"edge", "cloud"} and len(links) == 6 for links in winners.values()
     )
     payloads = {p["encoding"]: p for p in r["payloads"]}
     assert {"json", "png_b64", "tensor_proto", "tensor_proto_png"} <= set(payloads)
@@ -160,12 +161,13 @@ def check_04(r: dict) -> None:
     assert payloads["tensor_proto_png"]["request_bytes"] < payloads["png_b64"]["request_bytes"]
     assert payloads["tensor_proto"]["protocol"] == "grpc"
     assert all(p["compute_p50_ms"] > 0 for p in payloads.values())
-    # The default edge model is the fastest within 03's accuracy budget: the same weights
-    # (a plain conversion) agree with the cloud on most images; a slimmed or pruned model is a
-    # different network of about the same accuracy, and far above chance agreement (10%).
-    same_weights = r["edge_variant"] in ("float32", "float16", "dynamic_range", "int8")
-    floor = 0.8 if same_weights else 0.35
-    assert r["edge_cloud_agreement"] >= floor, (r["edge_variant"], r["edge_cloud_agreement"])
+    # The edge model (03's pick, from the small CNN) and the cloud model (02's residual
+    # network) are different networks trained on the same images: they agree more than two
+    # independent classifiers of their accuracies would (right together a * b of the time,
+    # wrong alike (1 - a)(1 - b) / 9 with ten classes).
+    a, b = r["edge_accuracy"], r["cloud_accuracy"]
+    independent = a * b + (1 - a) * (1 - b) / 9
+    assert r["edge_cloud_agreement"] > independent, (r["edge_variant"], r["edge_cloud_agreement"])
     points = {(row["batching"], row["clients"]) for row in r["batching"]}
     assert len(points) == len(r["batching"]) >= 4 and all(
         row["failures"] == 0 for row in r["batching"]
@@ -209,12 +211,12 @@ def check_05(r: dict) -> None:
     )
     fractions = [row["cloud_fraction"] for row in sweep]
     assert fractions == sorted(fractions)
-    student = r["student_cascade_sweep"]
-    assert (
-        student[-1]["cloud_fraction"] == 1
-        and abs(student[-1]["accuracy"] - r["cloud_accuracy"]) < 1e-9
-    )
-    assert len(r["best_split_per_link"]) == 6
+    student = r["student_cascade_choice"]
+    assert 0 <= student["cloud_fraction"] <= 1
+    assert abs(student["cloud_accuracy"] - r["cloud_accuracy"]) < 1e-9
+    best = r["best_split_per_device_link"]  # one row per device class and link
+    assert len({row["key"] for row in best}) == 6
+    assert len(best) == 6 * len({row["device"] for row in best})
     assert 0.0 <= r["student_int8"]["accuracy"] <= 1.0 and r["student_int8"]["gzip_bytes"] > 0
     students = r["students"]
     assert len(students["gain_test_pp"]["per_seed"]) == len(

@@ -19,12 +19,13 @@ family in both flavours and writes ``reports/zoo.html``.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
 from workbench.assess import zoo
-from workbench.core import paths
+from workbench.core import atomic, paths
 
 pytestmark = pytest.mark.slow
 EVERYTHING = os.environ.get("WORKBENCH_ZOO") == "all"
@@ -39,6 +40,7 @@ def folder(tmp_path_factory):
     yield base
     if EVERYTHING and ROWS:
         page = zoo.write_table(ROWS, paths.reports_dir("zoo.html"))
+        atomic.write_json(paths.reports_dir("zoo.json"), ROWS)
         print(f"\nthe zoo's table: {page}")
 
 
@@ -156,7 +158,7 @@ def _load(path, flavour):
 
 
 @pytest.mark.timeout(7200)  # each child process has an hour (run_family)
-@pytest.mark.parametrize(("family", "flavour"), RUNS, ids=[f"{f}-{k}" for f, k in RUNS])
+@pytest.mark.parametrize(("family", "flavour"), RUNS, ids=[zoo.run_id(*r) for r in RUNS])
 def test_family_goes_through_every_stage(family, flavour, folder, data):
     run = zoo.run_family(family, flavour, folder, data_path=data)
     ROWS.append(run.row)
@@ -185,6 +187,48 @@ def test_family_goes_through_every_stage(family, flavour, folder, data):
     assert splits["status"] == "ok", splits
     check_cuts(_load(run.model, flavour), splits["cut_points"])
     assert splits["run"]["status"] == "ok" and splits["run"]["agreement"] >= 0.98, splits["run"]
+
+
+def test_a_model_the_bridge_refuses_goes_through_everything_else(folder, data):
+    """A Keras 3 layer with weights and no tf-keras twin (RMSNormalization): only pruning,
+    clustering and quantization-aware training are skipped, each with the reason; the
+    post-training variants, the server, the splits and the cascade run on the Keras 3 model."""
+    import subprocess
+    import sys
+
+    import keras
+    import numpy as np
+
+    images = np.load(data)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="hard_silu")(x)
+    x = keras.layers.RMSNormalization(name="rms")(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(images["x_train"][:640], images["y_train"][:640], batch_size=32, verbose=0)
+    path = folder / "rms.keras"
+    model.save(path)
+    out = folder / "rms-assessment"
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench", "assess", "--model", str(path), "--data", str(data),
+         "--out", str(out), "--profile", "smoke", "--quiet"],
+        capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    doc = json.loads((out / "assessment.json").read_text())
+    assert "RMSNormalization" in doc["assessed"]["model"]["tf_keras"]
+    for v in doc["variants"]:
+        if v["variant"] in zoo.POST_TRAINING:
+            assert v["status"] == "ok", v
+        else:
+            assert v["status"] == "skipped" and "RMSNormalization" in v["reason"], v
+    assert doc["splits"]["status"] == "ok" and "rms" in doc["splits"]["cut_points"]
+    assert doc["splits"]["run"]["agreement"] >= 0.98, doc["splits"]["run"]
+    assert doc["cascade"]["cloud_fraction"] is not None
 
 
 def test_the_table_lists_what_was_skipped_and_why(tmp_path):

@@ -131,9 +131,10 @@ def test_per_channel_scales_each_output_channel_by_its_own_range():
     assert (err <= per_channel["scale"] / 2 + 1e-12).all()
     # the smallest channel is restored far better than with the tensor's one scale
     small = kernel[..., 0]
-    assert np.abs(per_channel["restored"][..., 0] - small).max() < 0.05 * np.abs(
-        per_tensor["restored"][..., 0] - small
-    ).max()
+    assert (
+        np.abs(per_channel["restored"][..., 0] - small).max()
+        < 0.05 * np.abs(per_tensor["restored"][..., 0] - small).max()
+    )
     zeros = convert.symmetric_quantize(np.zeros((2, 3)), axis=-1)  # an all-zero channel
     assert (zeros["q"] == 0).all() and (zeros["scale"] == 1.0).all()
 

@@ -75,8 +75,14 @@ CI_RUNS = (
 
 
 def all_runs() -> list[tuple[str, str]]:
-    """Every family in every flavour that has it (what ``make zoo`` runs)."""
-    return [(f.name, flavour) for f in FAMILIES for flavour in f.flavours]
+    """Every family in every flavour that has it (what ``make zoo`` runs): the Keras 3 files
+    first (today's default Keras), then the tf-keras ones."""
+    return [(f.name, flavour) for flavour in FLAVOURS for f in FAMILIES if flavour in f.flavours]
+
+
+def run_id(family: str, flavour: str) -> str:
+    """A run's short name, e.g. ``MobileNetV3Small-keras3`` (folders, test ids)."""
+    return f"{family}-{'keras3' if flavour == KERAS3 else 'tf_keras'}"
 
 
 @dataclass(frozen=True)
@@ -223,7 +229,7 @@ def run_family(
     """
     training = training or Training()
     start = time.perf_counter()
-    slug = f"{family}-{'keras3' if flavour == KERAS3 else 'tf_keras'}"
+    slug = run_id(family, flavour)
     model_path = folder / slug / f"{family}.keras"
     out = folder / slug / "assessment"
     spec = json.dumps({"family": family, "flavour": flavour, "data": str(data_path),

@@ -6,6 +6,7 @@ not multiply the time; and the layer wrapping each tfmot technique starts from.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,6 +62,49 @@ def fine_tune(
         cbs.append(step_bar(steps, desc))
     model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=cbs, verbose=0)
     return model
+
+
+@dataclass(frozen=True)
+class Batches:
+    """The fine-tuning data of a technique, set once: images, labels and how they are batched.
+
+    Every technique fine-tunes on the same pipeline (:func:`fine_tune`); a technique builds
+    one of these from its arguments and calls :meth:`fit` with what differs between its
+    steps (the model, the number of steps, the rate, the callbacks).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    batch_size: int
+    input_scale: float | None
+    seed: int = 0
+    augment: bool = False
+    progress: bool = True
+
+    def fit(
+        self,
+        model,
+        *,
+        steps: int,
+        learning_rate: float,
+        desc: str,
+        callbacks: list | None = None,
+    ):
+        """:func:`fine_tune` ``model`` on these batches."""
+        return fine_tune(
+            model,
+            self.x_train,
+            self.y_train,
+            steps=steps,
+            batch_size=self.batch_size,
+            learning_rate=learning_rate,
+            input_scale=self.input_scale,
+            callbacks=callbacks,
+            augment=self.augment,
+            seed=self.seed,
+            progress=self.progress,
+            desc=desc,
+        )
 
 
 def step_bar(steps: int, desc: str):  # noqa: N802 - a factory standing in for a class

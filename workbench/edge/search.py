@@ -27,6 +27,30 @@ class SearchSpace:
     clusters: tuple[int, ...] = (16,)  # PCQAT from the sparsest level within budget
     qat: bool = True  # plain quantization-aware training of the float model
 
+    def most_steps(self) -> dict[str, int]:
+        """The most :func:`search` builds with this space (its ladder may stop early): the
+        variants and, of them, int8 files and fine-tuned ones; the fine-tunes by technique.
+        The plan prices notebook 03 from this (:mod:`workbench.run.workload`)."""
+        fractions, levels, clusters = (
+            len(self.slim_fractions),
+            len(self.sparsities),
+            len(self.clusters),
+        )
+        qat, ends = int(self.qat), int(self.compare_all_layers)
+        slim_files = fractions * (1 + len(variants.SLIM_CONVERSIONS))  # float32 and the rest
+        # the ladder's int8 files; at the best level its float32, the ends pruned too, PQAT
+        # and PCQAT per cluster count
+        variant_count = 4 + qat + slim_files + levels + 1 + ends + 1 + clusters
+        return {
+            "variants": variant_count,
+            "int8": 1 + qat + fractions + levels + ends + 1 + clusters,
+            "tuned": variant_count - 4,
+            "slim": fractions,
+            "prune": levels + ends,
+            "qat": qat + 1 + clusters,  # QAT, PQAT, PCQAT
+            "cluster": clusters,
+        }
+
 
 @dataclass
 class SearchResult:

@@ -130,17 +130,13 @@ def prune(
         if lr_schedule == "cosine"
         else learning_rate
     )
-    finetune.fine_tune(
+    batches = finetune.Batches(
+        x_train, y_train, batch_size, input_scale, seed=seed, augment=augment, progress=progress
+    )
+    batches.fit(
         pruned,
-        x_train,
-        y_train,
         steps=max(1, steps),
-        batch_size=batch_size,
         learning_rate=rate,
-        input_scale=input_scale,
-        progress=progress,
-        seed=seed,
-        augment=augment,
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
         desc=f"prune to {sparsity:.0%}",
     )
@@ -226,18 +222,11 @@ def cluster(
         wanted,
         what="clustering",
     )
-    finetune.fine_tune(
-        clustered,
-        x_train,
-        y_train,
-        steps=steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        input_scale=input_scale,
-        progress=progress,
-        seed=seed,
-        augment=augment,
-        desc=f"cluster to {clusters} values",
+    batches = finetune.Batches(
+        x_train, y_train, batch_size, input_scale, seed=seed, augment=augment, progress=progress
+    )
+    batches.fit(
+        clustered, steps=steps, learning_rate=learning_rate, desc=f"cluster to {clusters} values"
     )
     stripped = clustering.strip_clustering(clustered)
     return finetune.recompiled(stripped, learning_rate)
@@ -344,19 +333,10 @@ def quantization_aware(
         raise finetune.TechniqueError(f"{what}: {errors.first_line(err)}") from err
     if range_batches:
         calibrate_ranges(qat, x_train, input_scale=input_scale, batches=range_batches, seed=seed)
-    finetune.fine_tune(
-        qat,
-        x_train,
-        y_train,
-        steps=steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        input_scale=input_scale,
-        progress=progress,
-        seed=seed,
-        augment=augment,
-        desc=what,
+    batches = finetune.Batches(
+        x_train, y_train, batch_size, input_scale, seed=seed, augment=augment, progress=progress
     )
+    batches.fit(qat, steps=steps, learning_rate=learning_rate, desc=what)
     if preserve == "clusters":
         qat = combine.strip_clustering_cqat(qat)
     return qat

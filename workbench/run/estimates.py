@@ -139,6 +139,10 @@ def _cost(w: workload.Work, rates: probe.Rates) -> tuple[float, str]:
             arch = min(rates.train_ips, key=rates.train_ips.get)  # its slowest: an upper bound
         ips = rates.train_ips[arch] / workload.STEP_FACTOR.get(technique, 1.0)
         return w.quantity / ips, f"{ips:,.0f} images/s"
+    if kind == "infer":  # a forward pass of a model whose training the probe timed
+        arch = arg if arg in rates.train_ips else min(rates.train_ips, key=rates.train_ips.get)
+        ips = rates.train_ips[arch] * workload.INFERENCE_SPEEDUP
+        return w.quantity / ips, f"{ips:,.0f} images/s"
     if kind == "first_step":
         arch, _, technique = arg.partition(":")
         if arch not in rates.first_step_s:

@@ -27,6 +27,8 @@ SHAPED_CELL_S: float = CALIBRATION["shaped_cell_s"]["value"]
 STEP_FACTOR: dict[str, float] = CALIBRATION["step_factor"]["value"]
 SETUP_FACTOR: dict[str, float] = CALIBRATION["setup_factor"]["value"]
 CALIBRATION_PER_LATENCY: float = CALIBRATION["calibration_per_latency"]["value"]
+INFERENCE_SPEEDUP: float = CALIBRATION["inference_speedup"]["value"]
+CLOUD_MACS_RATIO: float = CALIBRATION["cloud_macs_ratio"]["value"]
 
 
 # A recorded run is scaled by the work ratio only within this factor of its work: beyond it,
@@ -42,6 +44,7 @@ class Work:
     """One term of a notebook's work: ``quantity`` ``unit`` at the cost named by ``rate``.
 
     Rates: ``train:<arch>`` (images at the probe's training rate of that architecture),
+    ``infer:<arch>`` (images at that rate times :data:`INFERENCE_SPEEDUP`: forward passes),
     ``train:improved_cnn:<technique>`` (images with tfmot's wrappers, :data:`STEP_FACTOR`),
     ``first_step:<arch>[:<technique>]`` (models set up: built, compiled, traced; times
     :data:`SETUP_FACTOR` for a technique), ``predict`` (Keras inference, images), ``tflite``
@@ -147,7 +150,7 @@ def _work_02(p: dict, env: Environment) -> list[Work]:
             "cloud model inference",
             epochs["cloud"] * n_val + n_test + 16,
             "images",
-            f"train:{cloud}",
+            f"infer:{cloud}",
         ),
         Work("epochs (checkpoint each)", sum(epochs.values()), "epochs", "epoch"),
         Work("training set-ups", 3, "fits", "first_step:improved_cnn"),  # seed, improved, resume
@@ -227,45 +230,78 @@ def find_checkpoints() -> tuple[tuple[str, int, int], ...]:
 def _work_03(p: dict, env: Environment) -> list[Work]:
     n_fit, n_val = _held_out(_cap(env.n_train, p["n_train"]), None)
     n_test = _cap(env.n_test, p["n_test"])
-    levels, clusters = len(p["sparsities"]), len(p["cluster_counts"])
-    fractions, batch = len(p["slim_fractions"]), p["batch_size"]
-    # variants.search, every step taken (the ladders may stop early): 4 post-training, QAT,
-    # per channel fraction float32, int8 and dynamic-range, the ladder, at the best level
-    # pruned float32 + all layers (one more rung) + PQAT + per cluster count PCQAT. The
-    # ladder and what follows fine-tune the slim model, counted at the float model's rate
-    # (an upper bound: the slim model has fewer MACs per step).
-    variants = 4 + 1 + 3 * fractions + levels + 3 + clusters
-    int8 = 1 + 1 + fractions + levels + 2 + clusters
-    tuned = variants - 4  # fine-tuned variants, each predicted by Keras on the test images
-    prune_steps = (levels + 1) * p["prune_steps"]  # the ladder, and the ends pruned too
+    from workbench.edge import search
+
+    most = search.SearchSpace(
+        sparsities=tuple(p["sparsities"]),
+        clusters=tuple(p["cluster_counts"]),
+        slim_fractions=tuple(p["slim_fractions"]),
+    ).most_steps()  # every step the search may take (its ladder may stop early)
+    variants, int8, tuned, batch = most["variants"], most["int8"], most["tuned"], p["batch_size"]
+    # What follows the slim model fine-tunes it, counted at the float model's rate (an upper
+    # bound: the slim model has fewer MACs per step).
     improved = "train:improved_cnn"
     return [
-        Work("fine-tuning: pruning", prune_steps * batch, "images", f"{improved}:prune"),
         Work(
-            "fine-tuning: QAT", (2 + clusters) * p["qat_steps"] * batch, "images", f"{improved}:qat"
+            "fine-tuning: pruning",
+            most["prune"] * p["prune_steps"] * batch,
+            "images",
+            f"{improved}:prune",
         ),
+        Work("fine-tuning: QAT", most["qat"] * p["qat_steps"] * batch, "images", f"{improved}:qat"),
         Work(
             "fine-tuning: clustering",
-            clusters * p["cluster_steps"] * batch,
+            most["cluster"] * p["cluster_steps"] * batch,
             "images",
             f"{improved}:cluster",
         ),
         Work(
             "fine-tuning: channel pruning",
-            fractions * p["slim_steps"] * batch,
+            most["slim"] * p["slim_steps"] * batch,
             "images",
             f"{improved}:slim",
         ),
         # wrapping, cloning, compiling, tracing, stripping: per fine-tuned model
-        Work("set-ups: pruning", levels + 1, "models", "first_step:improved_cnn:prune"),
-        Work("set-ups: QAT, PQAT", 2, "models", "first_step:improved_cnn:qat"),
-        Work("set-ups: clustering + PCQAT", clusters, "models", "first_step:improved_cnn:pcqat"),
-        Work("set-ups: channel pruning", fractions, "models", "first_step:improved_cnn:slim"),
+        Work("set-ups: pruning", most["prune"], "models", "first_step:improved_cnn:prune"),
+        Work(
+            "set-ups: QAT, PQAT",
+            most["qat"] - most["cluster"],
+            "models",
+            "first_step:improved_cnn:qat",
+        ),
+        Work(
+            "set-ups: clustering + PCQAT",
+            most["cluster"],
+            "models",
+            "first_step:improved_cnn:pcqat",
+        ),
+        Work("set-ups: channel pruning", most["slim"], "models", "first_step:improved_cnn:slim"),
         Work("TFLite conversions", variants, "variants", "convert"),
         Work("int8 calibration", int8 * p["calibration_samples"], "samples", "calibrate"),
         Work("LiteRT evaluation", variants * (n_test + n_val), "images", "tflite"),
         Work("LiteRT latency", variants * (p["latency_repeats"] + 21), "runs", "latency"),
         Work("Keras inference", n_test + n_val + tuned * n_test, "images", "predict"),
+        # the cloud model on devices: its float32 and int8 files, built and measured
+        Work("cloud model inference", n_test + n_val, "images", "infer:resnet"),
+        Work("cloud model conversions", round(2 * CLOUD_MACS_RATIO), "conversions", "convert"),
+        Work(
+            "cloud model int8 calibration",
+            round(p["calibration_samples"] * CLOUD_MACS_RATIO),
+            "samples",
+            "calibrate",
+        ),
+        Work(
+            "cloud model evaluation",
+            round(2 * (n_test + n_val) * CLOUD_MACS_RATIO),
+            "images",
+            "tflite",
+        ),
+        Work(
+            "cloud model latency",
+            round(2 * (p["latency_repeats"] + 21) * CLOUD_MACS_RATIO),
+            "runs",
+            "latency",
+        ),
         Work("TensorFlow import", 1, "", "import"),
         Work("fixed", 1, "run", "fixed"),
     ]
@@ -280,10 +316,13 @@ def _work_04(p: dict, env: Environment) -> list[Work]:
         + 2 * (20 + clients * p["batching_requests"])  # without and with batching
         + math.ceil(n_test / p["accuracy_batch"])
     )
-    servers = 1 + 2 + (3 if env.netem else 0)
+    runtimes = 2 * (p["server_repeats"] + 10)  # one image, TensorFlow's runtime and LiteRT's
+    servers = 2 + 1 + 2 + (3 if env.netem else 0)
     terms = [
         Work("model-server starts", servers, "starts", "server"),
-        Work("requests", requests, "requests", "request"),
+        Work("requests", requests + runtimes, "requests", "request"),
+        # the server runs the cloud model on every image it is sent
+        Work("cloud model compute", requests + runtimes + n_test, "images", "infer:resnet"),
         Work("inference (Keras, LiteRT)", 2 * n_test, "images", "tflite"),
         Work("scoring through the server", n_test, "images", "served"),
         Work("LiteRT latency", p["edge_repeats"] + 21, "runs", "latency"),
@@ -315,23 +354,34 @@ def _work_05(p: dict, env: Environment) -> list[Work]:
     candidates = len(p["temperatures"]) * len(p["alphas"])
     students = seeds * (1 + candidates)  # a labels-only student and each candidate, per seed
     images = steps * 64  # distill.compare's batch size
+    cloud = "infer:resnet"  # notebook 02's cloud model (its default architecture)
     return [
         Work("student training", students * images, "images", "train:student_cnn"),
-        Work("teacher answers while distilling", seeds * candidates * images, "images", "predict"),
+        Work("teacher answers while distilling", seeds * candidates * images, "images", cloud),
         Work("student set-ups", students, "set-ups", "first_step:student_cnn"),
-        # the float model on test + validation, the teacher's diagnostics on the training
-        # images, each student on the validation images, two per seed on the test images
+        # the cloud model on test + validation images and the teacher's diagnostics on the
+        # training images; the edge model and each student on validation and test images
+        Work("cloud model inference", n_test + n_val + n_fit, "images", cloud),
         Work(
             "Keras inference",
-            n_test + n_val + n_fit + students * n_val + 2 * seeds * n_test,
+            n_test + n_val + students * n_val + 2 * seeds * n_test,
             "images",
             "predict",
         ),
         Work("cut points measured", p["max_cuts"], "cuts", "cut"),
-        Work("TFLite conversions", p["max_cuts"] + 2, "conversions", "convert"),
+        # the cloud model's parts: conversions and single-image runs cost its MACs
+        Work(
+            "TFLite conversions",
+            round((p["max_cuts"] + 2) * CLOUD_MACS_RATIO),
+            "conversions",
+            "convert",
+        ),
         Work(
             "LiteRT latency",
-            2 * p["max_cuts"] * (p["split_repeats"] + 6) + 4 * p["split_repeats"] + 21,
+            round(
+                (2 * p["max_cuts"] * (p["split_repeats"] + 6) + 4 * p["split_repeats"] + 21)
+                * CLOUD_MACS_RATIO
+            ),
             "runs",
             "latency",
         ),
