@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 
@@ -35,6 +36,10 @@ from workbench.cloud.serving.metrics import ServerMetrics
 from workbench.cloud.serving.options import ServerOptions
 from workbench.cloud.serving.registry import Registry, VersionPolicy, VersionStatus
 from workbench.cloud.serving.servable import LoadedModel, Signature, load_saved_model
+
+# The longest a request waits for its batched model call (queue and compute) before it gets
+# DEADLINE_EXCEEDED (504): far above any real batch, it only bounds a batch thread that hangs.
+BATCH_RESULT_TIMEOUT_S = 600.0
 
 NONCE_ENV = "WORKBENCH_SERVER_NONCE"
 
@@ -206,7 +211,15 @@ class Service:
         n = len(next(iter(arrays.values())))
         if self.options.enable_batching:
             batcher = model.batcher(signature, functools.partial(self._make_batcher, model))
-            outputs, info = batcher.submit(arrays).result()
+            try:  # a batch thread that died or hangs must not hold the request forever
+                outputs, info = batcher.submit(arrays).result(timeout=BATCH_RESULT_TIMEOUT_S)
+            except FutureTimeout:
+                raise RequestError(
+                    f"the batched model call of {model.name} did not finish within "
+                    f"{BATCH_RESULT_TIMEOUT_S:.0f} s; the server's log says why (try again, or "
+                    "restart the server without --enable-batching)",
+                    "DEADLINE_EXCEEDED",
+                ) from None
             timings = {"queue": info.queue_s * 1e3, "compute": info.compute_s * 1e3}
             timings["batch"] = info.batch_size
         else:
