@@ -251,7 +251,9 @@ def _slider_redraws_plot(page, stem: str, what: str) -> None:
 
 
 def _results_recorded(notebook: str, key: str):
-    """True once the running notebook has recorded ``key`` (its last cell records "figures")."""
+    """True once the running notebook has recorded ``key``: "hardware" is what 03 and 04
+    record last ("figures" is there from the first figure on, while the kernel still has the
+    rest of the notebook to run and a widget's callback would wait behind it)."""
     import json
 
     from workbench.report import recorder
@@ -296,8 +298,9 @@ def cloud_model(lab, cifar10_path):
 BROWSER_03 = {"cluster_counts": [], "slim_fractions": []}
 
 
-def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
-    """03's sparsity slider picks another sweep point; 04's RTT slider redraws the crossover."""
+def test_notebooks_03_04_and_05_widgets_respond_in_jupyterlab(lab, cloud_model):
+    """03's sparsity slider picks another sweep point; 04's RTT slider redraws the crossover;
+    05's threshold slider redraws the cascade's latencies."""
     url, token = lab
     shots = paths.reports_dir("browser")
 
@@ -305,7 +308,7 @@ def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
     _prepare_smoke_copy(name, **BROWSER_03)
     with _browser_page("03") as page:
         _run_all(
-            page, url, token, f"{name}.ipynb", _results_recorded(name, "figures"), timeout_s=400
+            page, url, token, f"{name}.ipynb", _results_recorded(name, "hardware"), timeout_s=400
         )
         slider = ".widget-interact .widget-hslider, .widget-interact .widget-slider"
         _widget_in_view(page, slider)
@@ -314,6 +317,9 @@ def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
         def point() -> str:
             return text.inner_text().strip() if text.count() else ""
 
+        deadline = time.monotonic() + 60  # the first callback's output, before any press
+        while not point() and time.monotonic() < deadline:
+            page.wait_for_timeout(250)
         page.screenshot(path=str(shots / "03-widget-before.png"), full_page=False)
         before, after = _press_and_wait(page, ".widget-interact .noUi-handle", point)
         page.screenshot(path=str(shots / "03-widget-after.png"), full_page=False)
@@ -326,9 +332,18 @@ def test_notebooks_03_and_04_widgets_respond_in_jupyterlab(lab, cloud_model):
     _prepare_smoke_copy(name)
     with _browser_page("04") as page:
         _run_all(
-            page, url, token, f"{name}.ipynb", _results_recorded(name, "figures"), timeout_s=400
+            page, url, token, f"{name}.ipynb", _results_recorded(name, "hardware"), timeout_s=400
         )
         _slider_redraws_plot(page, "04", "RTT")
+
+    # 05's cascade-threshold slider: accuracy, share sent to the cloud and the latency bars
+    name = "05-edge-cloud-collaboration"
+    _prepare_smoke_copy(name)
+    with _browser_page("05") as page:
+        _run_all(
+            page, url, token, f"{name}.ipynb", _results_recorded(name, "hardware"), timeout_s=400
+        )
+        _slider_redraws_plot(page, "05", "threshold")
 
 
 def runner_sparsities(name: str) -> list[float]:

@@ -197,9 +197,28 @@ def test_pruning_skips_unsupported_layers_and_keeps_dense_ones(with_rescaling):
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
+@pytest.fixture
+def with_normalization(with_rescaling):
+    """As :func:`with_rescaling`, plus an adapted Normalization: weights, none trainable (as
+    EfficientNet's input normalization)."""
+    import tf_keras as keras
+
+    _, x, y = with_rescaling
+    inputs = keras.Input((12, 12, 1))
+    norm = keras.layers.Normalization(axis=-1, name="norm")
+    norm.adapt(x.astype(np.float32) / 255)
+    h = norm(keras.layers.Rescaling(1 / 255, name="scale")(inputs))
+    h = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(h))
+    assert norm.weights and not norm.trainable_weights
+    return model, x, y
+
+
 @pytest.mark.parametrize("preserve", [None, "sparsity", "clusters"])
-def test_quantization_aware_training_leaves_unknown_layers_float(with_rescaling, preserve):
-    model, x, y = with_rescaling
+@pytest.mark.parametrize("subject", ["with_rescaling", "with_normalization"])
+def test_quantization_aware_training_leaves_unknown_layers_float(subject, preserve, request):
+    model, x, y = request.getfixturevalue(subject)
     qat = techniques.quantization_aware(
         model, x, y, steps=2, batch_size=16, input_scale=None, preserve=preserve, progress=False
     )

@@ -311,14 +311,15 @@ def quantization_aware(
     def annotate(layer):
         if registry.supports(layer):
             return q.quantize_annotate_layer(layer)
-        # A weightless layer tfmot does not know (Rescaling, Normalization...): annotate it
-        # to stay float, else the preserve schemes ask their registry for it and fail.
+        # A layer tfmot does not know and nothing to train (Rescaling; Normalization, whose
+        # mean and variance are fixed): annotate it to stay float, else the preserve schemes
+        # ask their registry for it and fail (EfficientNet's PQAT did).
         return q.quantize_annotate_layer(layer, quantize_config=keep_float)
 
     annotated = finetune.wrap_layers(
         model,
         annotate,
-        lambda layer: registry.supports(layer) or not layer.weights,
+        lambda layer: registry.supports(layer) or not layer.trainable_weights,
         what=what,
     )
     scheme = schemes[preserve]()
