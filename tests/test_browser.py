@@ -317,15 +317,24 @@ def test_notebooks_03_04_and_05_widgets_respond_in_jupyterlab(lab, cloud_model):
         def point() -> str:
             return text.inner_text().strip() if text.count() else ""
 
-        deadline = time.monotonic() + 60  # the first callback's output, before any press
-        while not point() and time.monotonic() < deadline:
-            page.wait_for_timeout(250)
-        page.screenshot(path=str(shots / "03-widget-before.png"), full_page=False)
-        before, after = _press_and_wait(page, ".widget-interact .noUi-handle", point)
-        page.screenshot(path=str(shots / "03-widget-after.png"), full_page=False)
+        def press_until(key: str, want: str) -> str:
+            """Press ``key`` on the slider (focusing it scrolls it into view, and JupyterLab
+            renders what is in view); wait until the printed level starts with ``want``."""
+            page.locator(".widget-interact .noUi-handle").first.focus()
+            page.keyboard.press(key)
+            deadline = time.monotonic() + 60
+            while not point().startswith(want) and time.monotonic() < deadline:
+                page.wait_for_timeout(250)
+            return point()
+
         sparsities = runner_sparsities(name)
-        assert before.startswith(f"target sparsity {sparsities[0]:.0%}"), before
-        assert after.startswith(f"target sparsity {sparsities[1]:.0%}"), after
+        down, up = (f"target sparsity {s:.0%}" for s in sparsities[:2])  # first, second level
+        page.screenshot(path=str(shots / "03-widget-before.png"), full_page=False)
+        after = press_until("ArrowRight", up)  # the slider starts at the first level
+        page.screenshot(path=str(shots / "03-widget-after.png"), full_page=False)
+        back = press_until("ArrowLeft", down)
+        assert after.startswith(up), after
+        assert back.startswith(down), back
         _no_tracebacks(page)
 
     name = "04-edge-vs-cloud"
