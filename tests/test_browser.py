@@ -337,22 +337,19 @@ def test_notebooks_03_04_and_05_widgets_respond_in_jupyterlab(lab, cloud_model):
         assert back.startswith(down), back
         _no_tracebacks(page)
 
-    name = "04-edge-vs-cloud"
-    _prepare_smoke_copy(name)
-    with _browser_page("04") as page:
-        _run_all(
-            page, url, token, f"{name}.ipynb", _results_recorded(name, "hardware"), timeout_s=400
-        )
-        _slider_redraws_plot(page, "04", "RTT")
-
-    # 05's cascade-threshold slider: accuracy, share sent to the cloud and the latency bars
-    name = "05-edge-cloud-collaboration"
-    _prepare_smoke_copy(name)
-    with _browser_page("05") as page:
-        _run_all(
-            page, url, token, f"{name}.ipynb", _results_recorded(name, "hardware"), timeout_s=400
-        )
-        _slider_redraws_plot(page, "05", "threshold")
+    # 04's RTT slider redraws the crossover; 05's cascade-threshold slider the latency bars
+    for name, what in (("04-edge-vs-cloud", "RTT"), ("05-edge-cloud-collaboration", "threshold")):
+        _prepare_smoke_copy(name)
+        with _browser_page(name[:2]) as page:
+            _run_all(
+                page,
+                url,
+                token,
+                f"{name}.ipynb",
+                _results_recorded(name, "hardware"),
+                timeout_s=400,
+            )
+            _slider_redraws_plot(page, name[:2], what)
 
 
 def runner_sparsities(name: str) -> list[float]:

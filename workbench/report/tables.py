@@ -142,9 +142,10 @@ def label(name) -> str:
         return name
     if name in LABELS:
         return LABELS[name]
-    for suffix, unit, _ in SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return f"{name[: -len(suffix)].replace('_', ' ')} [{unit}]"
+    unit = _unit_suffix(name)
+    if unit is not None:
+        suffix, symbol, _ = unit
+        return f"{name[: -len(suffix)].replace('_', ' ')} [{symbol}]"
     return name.replace("_", " ")
 
 
@@ -154,9 +155,16 @@ def value_format(name) -> str | None:
         return None
     if name in FORMATS:
         return FORMATS[name]
-    for suffix, _, fmt in SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return fmt
+    unit = _unit_suffix(name)
+    return None if unit is None else unit[2]
+
+
+def _unit_suffix(name: str) -> tuple[str, str, str] | None:
+    """The entry of :data:`SUFFIXES` whose suffix ends ``name`` (after at least one other
+    character), or None."""
+    for entry in SUFFIXES:
+        if name.endswith(entry[0]) and len(name) > len(entry[0]):
+            return entry
     return None
 
 
