@@ -412,11 +412,10 @@ def _split_stage(classifier, evaluation, cloud, settings, links, out, figures) -
 
 
 def _cascade_stage(edge_probs, cloud, y_test, edge_variant, link_rows, settings, figures, name):
-    from workbench.collab.cascade import cascade_sweep, pick_threshold
+    from workbench.collab.cascade import THRESHOLDS, cascade_sweep, pick_threshold
     from workbench.report import plots
 
-    thresholds = np.round(np.linspace(0.0, 1.0, 21), 2)
-    thresholds[-1] = 1.01  # everything to the cloud
+    thresholds = THRESHOLDS
     cloud_ms = {r["key"]: r["cloud_p50_ms"] for r in link_rows}
     sweep = cascade_sweep(
         edge_probs,

@@ -52,6 +52,9 @@ def pick_threshold(rows: list[dict], *, target_accuracy: float) -> dict:
     return min(ok, key=lambda r: (r["cloud_fraction"], -r["accuracy"]))
 
 
+THRESHOLDS = np.append(np.round(np.linspace(0.0, 1.0, 101), 2), 1.01)  # 1.01: all to the cloud
+
+
 def cascades(
     edge_probs: dict[str, np.ndarray],
     cloud_probs: np.ndarray,
@@ -61,15 +64,21 @@ def cascades(
     cloud_ms_per_link: dict[str, float],
     tolerance_pp: float = 0.5,
     thresholds: np.ndarray | None = None,
+    validation: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, dict]:
     """A confidence sweep and a chosen threshold for each edge model against the cloud.
 
     The goal is the cloud's accuracy within ``tolerance_pp`` points with the fewest cloud
-    calls. Returns ``{edge model: {"sweep": rows, "choice": row, "target_accuracy": ...}}``.
+    calls. With ``validation`` (``(edge probabilities per model, cloud probabilities,
+    labels)`` on held-out validation images) the threshold is chosen there and then read on
+    ``y``'s images, so the reported accuracy and cloud share are not fitted to them; without
+    it the threshold is chosen on ``y``'s images themselves. ``thresholds``: the grid (default
+    :data:`THRESHOLDS`, steps of 0.01).
+
+    Returns ``{edge model: {"sweep": rows, "choice": row, "target_accuracy": ...,
+    "chosen_on": "validation" | "test", "validation_choice": row or None}}``.
     """
-    if thresholds is None:
-        thresholds = np.round(np.linspace(0.0, 1.0, 21), 2)
-        thresholds[-1] = 1.01  # everything to the cloud
+    thresholds = THRESHOLDS if thresholds is None else np.asarray(thresholds)
     cloud_accuracy = float(np.mean(np.argmax(cloud_probs, 1) == y))
     target = cloud_accuracy - tolerance_pp / 100
     out = {}
@@ -82,12 +91,26 @@ def cascades(
             edge_ms=edge_ms[name],
             cloud_ms_per_link=cloud_ms_per_link,
         )
+        val_choice = None
+        if validation is not None:
+            val_edge, val_cloud, y_val = validation
+            val_sweep = cascade_sweep(
+                val_edge[name], val_cloud, y_val, thresholds=thresholds, edge_ms=0.0,
+                cloud_ms_per_link={},
+            )  # fmt: skip
+            val_target = float(np.mean(np.argmax(val_cloud, 1) == y_val)) - tolerance_pp / 100
+            val_choice = pick_threshold(val_sweep, target_accuracy=val_target)
+            choice = next(r for r in sweep if r["threshold"] == val_choice["threshold"])
+        else:
+            choice = pick_threshold(sweep, target_accuracy=target)
         out[name] = {
             "sweep": sweep,
-            "choice": pick_threshold(sweep, target_accuracy=target),
+            "choice": choice,
             "target_accuracy": target,
             "cloud_accuracy": cloud_accuracy,
             "edge_accuracy": float(np.mean(np.argmax(probs, 1) == y)),
+            "chosen_on": "test" if validation is None else "validation",
+            "validation_choice": val_choice,
         }
     return out
 
@@ -136,6 +159,11 @@ def choice_record(result: dict) -> dict:
         "cloud_accuracy": result["cloud_accuracy"],
         "target_accuracy": result["target_accuracy"],
         "met": choice["accuracy"] >= result["target_accuracy"],
+        "chosen_on": result.get("chosen_on", "test"),
+        **{
+            f"validation_{k}": (result.get("validation_choice") or {}).get(k)
+            for k in ("accuracy", "cloud_fraction")
+        },
     }
 
 

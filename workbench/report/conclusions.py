@@ -464,8 +464,16 @@ def collab_conclusions(
         side = f"{gap:.1f} pp behind" if gap >= 0 else f"{-gap:.1f} pp ahead of"
         lines.append(
             f"- **Cascade with {c['edge model']}** (alone {c['edge_accuracy']:.4f}, {side} "
-            f"the cloud's {cloud_accuracy:.4f}): threshold {c['threshold']:.2f} reaches "
-            f"{c['accuracy']:.4f} sending {c['cloud_fraction']:.0%} of requests to the cloud"
+            f"the cloud's {cloud_accuracy:.4f}): threshold {c['threshold']:.2f}"
+            + (
+                f" (chosen on the validation images, where it sent "
+                f"{c['validation_cloud_fraction']:.0%} to the cloud)"
+                if c.get("chosen_on") == "validation"
+                and c.get("validation_cloud_fraction") is not None
+                else ""
+            )
+            + f" reaches {c['accuracy']:.4f} on the test images sending "
+            f"{c['cloud_fraction']:.0%} of requests to the cloud"
             + (
                 ": the edge model alone is at least as accurate as the cloud's here, so no "
                 "cascade is needed."

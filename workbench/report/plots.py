@@ -141,12 +141,15 @@ def training_curves(histories: dict[str, dict[str, list[float]]]):
         ax_acc.plot(epochs, accuracy, color=color, marker=mark, label=f"{name} train")
         if "val_loss" in h:
             val_accuracy = 100 * np.asarray(h["val_accuracy"], dtype=float)
+            # the epochs that were validated (all of them in histories without "val_epoch")
+            val_epochs = np.asarray(h.get("val_epoch") or epochs[: len(val_accuracy)])
+            mark = "o" if len(val_epochs) < len(epochs) or len(epochs) < 3 else None
             ax_loss.plot(
-                epochs, h["val_loss"], color=color, ls="--", marker=mark, mfc="none",
+                val_epochs, h["val_loss"], color=color, ls="--", marker=mark, mfc="none",
                 label=f"{name} validation",
             )  # fmt: skip
             ax_acc.plot(
-                epochs, val_accuracy, color=color, ls="--", marker=mark, mfc="none",
+                val_epochs, val_accuracy, color=color, ls="--", marker=mark, mfc="none",
                 label=f"{name} validation",
             )  # fmt: skip
     ax_loss.set(xlabel="epoch [passes over the training set]", ylabel="loss [cross-entropy]")

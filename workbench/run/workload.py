@@ -122,7 +122,7 @@ def _arch_02(role: str, p: dict) -> str:
 
 
 def _work_02(p: dict, env: Environment) -> list[Work]:
-    from workbench.cloud.train import epochs_for
+    from workbench.cloud.train import epochs_for, validation_epochs
 
     n_fit, n_val = _held_out(_cap(env.n_train, p["n_train"]), p["val_fraction"])
     n_test = _cap(env.n_test, p["n_test"])
@@ -132,23 +132,33 @@ def _work_02(p: dict, env: Environment) -> list[Work]:
         for role, (_, images, _) in ROLES_02.items()
     }
     cloud = _arch_02("cloud", p)
+    # validation after the epochs train.fit scores (of those still to train)
+    validated = {
+        role: sum(
+            e > epochs_for(p[images], n_fit) - epochs[role]
+            for e in validation_epochs(epochs_for(p[images], n_fit))
+        )
+        if epochs[role] > 0
+        else 0
+        for role, (_, images, _) in ROLES_02.items()
+    }
     return [
         Work("cloud model training", epochs["cloud"] * n_fit, "images", f"train:{cloud}"),
         Work(
             "improved CNN training", epochs["improved_cnn"] * n_fit, "images", "train:improved_cnn"
         ),
         Work("seed CNN training", epochs["seed_cnn"] * n_fit, "images", "train:seed_cnn"),
-        # validation after every epoch and the test images, the cheap models at the improved
-        # CNN's inference rate, the cloud model's at its training rate (an upper bound)
+        # validation (train.validation_epochs) and the test images, the cheap models at the
+        # improved CNN's inference rate, the cloud model's at its training rate (an upper bound)
         Work(
             "inference",
-            (epochs["seed_cnn"] + epochs["improved_cnn"]) * n_val + 2 * n_test,
+            (validated["seed_cnn"] + validated["improved_cnn"]) * n_val + 2 * n_test,
             "images",
             "predict",
         ),
         Work(
             "cloud model inference",
-            epochs["cloud"] * n_val + n_test + 16,
+            validated["cloud"] * n_val + n_test + 16,
             "images",
             f"infer:{cloud}",
         ),
