@@ -47,6 +47,45 @@ def cifar10_source() -> Path | None:
     return SUBSET if SUBSET.exists() else None
 
 
+ZOO_TEST = "test_family_goes_through_every_stage"  # tests/test_zoo.py's test of one family
+
+
+def pytest_collection_modifyitems(config, items):
+    """The zoo's tests of families run last: their runs start with the session
+    (:func:`zoo_ahead`) and are then ready, or nearly."""
+    zoo = [item for item in items if item.name.startswith(ZOO_TEST)]
+    if zoo:
+        items[:] = [item for item in items if not item.name.startswith(ZOO_TEST)] + zoo
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zoo_ahead(request, tmp_path_factory):
+    """Start the selected zoo runs when the session starts (:class:`workbench.assess.zoo.Ahead`:
+    two at a time, at the lowest CPU priority), so they use the cores the other tests leave
+    idle; None when no family of the zoo was selected (or there is no CIFAR-10).
+
+    ``WORKBENCH_ZOO_JOBS`` sets how many run at once (default 2).
+    """
+    runs = [
+        (item.callspec.params["family"], item.callspec.params["flavour"])
+        for item in request.session.items
+        if item.name.startswith(ZOO_TEST) and hasattr(item, "callspec")
+    ]
+    if not runs or cifar10_source() is None:
+        yield None
+        return
+    os.environ.setdefault("WORKBENCH_CIFAR10", str(cifar10_source()))
+    from workbench.assess import zoo
+
+    folder = tmp_path_factory.mktemp("zoo")
+    data = zoo.zoo_data(folder / "cifar10-zoo.npz", training=zoo.Training())
+    ahead = zoo.Ahead(
+        runs, folder, data_path=data, jobs=int(os.environ.get("WORKBENCH_ZOO_JOBS", "2"))
+    )
+    yield ahead
+    ahead.stop()
+
+
 @pytest.fixture(scope="session")
 def cifar10_path() -> Path:
     path = cifar10_source()

@@ -34,9 +34,10 @@ ROWS: list[dict] = []
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """Where the zoo's models and assessments go; ``make zoo`` writes its table at the end."""
-    base = tmp_path_factory.mktemp("zoo")
+def folder(zoo_ahead, tmp_path_factory):
+    """Where the zoo's models and assessments go (those started ahead: theirs); ``make zoo``
+    writes its table at the end."""
+    base = zoo_ahead.folder if zoo_ahead is not None else tmp_path_factory.mktemp("zoo")
     yield base
     if EVERYTHING and ROWS:
         page = zoo.write_table(ROWS, paths.reports_dir("zoo.html"))
@@ -45,7 +46,9 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def data(folder):
+def data(zoo_ahead, folder):
+    if zoo_ahead is not None:
+        return zoo_ahead.data_path
     return zoo.zoo_data(folder / "cifar10-zoo.npz", training=zoo.Training())
 
 
@@ -157,10 +160,14 @@ def _load(path, flavour):
 # ----------------------------------------------------------------------------- the zoo
 
 
-@pytest.mark.timeout(7200)  # each child process has an hour (run_family)
+@pytest.mark.timeout(4 * 3600)  # two at a time, each child process has an hour (run_family)
 @pytest.mark.parametrize(("family", "flavour"), RUNS, ids=[zoo.run_id(*r) for r in RUNS])
-def test_family_goes_through_every_stage(family, flavour, folder, data):
-    run = zoo.run_family(family, flavour, folder, data_path=data)
+def test_family_goes_through_every_stage(family, flavour, folder, data, zoo_ahead):
+    """(Started with the session by conftest's ``zoo_ahead``; run last.)"""
+    if zoo_ahead is not None:
+        run = zoo_ahead.result(family, flavour, timeout_s=4 * 3600 - 60)
+    else:
+        run = zoo.run_family(family, flavour, folder, data_path=data)
     ROWS.append(run.row)
     if run.built is None:
         assert EVERYTHING and flavour == zoo.TF_KERAS, run.row  # CI's runs must all build
