@@ -15,7 +15,7 @@ from workbench.assess import zoo
 def test_results_come_back_by_run_at_most_jobs_at_a_time(monkeypatch, tmp_path):
     running, most, lock = [], [0], threading.Lock()
 
-    def fake_run(family, flavour, folder, *, data_path, nice, profile, env):
+    def fake_run(family, flavour, folder, *, data_path, nice, profile, env, children):
         with lock:
             running.append(family)
             most[0] = max(most[0], len(running))
@@ -60,25 +60,36 @@ def test_children_run_at_the_priority_given():
     assert code == 0 and int(out) >= 5
 
 
-def test_stop_kills_a_running_child_and_starts_no_more(monkeypatch, tmp_path):
-    outcomes = []
+def test_stop_kills_its_own_children_only_and_starts_no_more(monkeypatch, tmp_path):
+    sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
+    outcomes, others = [], []
 
-    def fake_run(*args, **kwargs):
-        sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
-        outcomes.append(zoo._child(sleep, timeout_s=300, env=None, nice=0)[0])
+    def fake_run(*args, children, **kwargs):
+        outcomes.append(zoo._child(sleep, timeout_s=300, env=None, nice=0, children=children)[0])
         try:
-            zoo._child([sys.executable, "-c", "pass"], timeout_s=60, env=None, nice=0)
+            zoo._child([sys.executable, "-c", "pass"], timeout_s=60, env=None, nice=0,
+                       children=children)  # fmt: skip
             outcomes.append("started")
         except RuntimeError as err:
             outcomes.append(str(err))
 
+    # another pool's child (a session's zoo, while this unit test runs): left alone
+    other = zoo.Children()
+    bystander = threading.Thread(
+        target=lambda: others.append(
+            ("other", zoo._child(sleep[:2] + ["import time; time.sleep(3)"], timeout_s=60,
+                                 env=None, nice=0, children=other)[0])
+        )
+    )  # fmt: skip
+    bystander.start()
     monkeypatch.setattr(zoo, "run_family", fake_run)
     ahead = zoo.Ahead([("A", zoo.KERAS3)], tmp_path, data_path=tmp_path / "d.npz")
     deadline = time.monotonic() + 30
-    while not zoo._CHILDREN and time.monotonic() < deadline:
+    while not ahead.children.running and time.monotonic() < deadline:
         time.sleep(0.05)
     ahead.stop()
     assert outcomes[0] != 0, outcomes  # killed, not finished
     assert "stopped" in outcomes[1], outcomes
-    # once stopped, children may start again (another session, another Ahead)
+    bystander.join(30)
+    assert others == [("other", 0)], others  # the other pool's child ran to its end
     assert zoo._child([sys.executable, "-c", "pass"], timeout_s=60, env=None, nice=0)[0] == 0

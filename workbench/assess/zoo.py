@@ -212,28 +212,46 @@ class ZooRun:
     row: dict
 
 
-_CHILDREN: set = set()  # the zoo's running child processes (stopped by Ahead.stop)
-_STOPPING = threading.Event()  # set by Ahead.stop: no new child starts
+class Children:
+    """The child processes of one set of zoo runs, so that they can be stopped together
+    (:meth:`Ahead.stop`) without touching anybody else's."""
+
+    def __init__(self) -> None:
+        self.running: set = set()
+        self.stopping = threading.Event()  # set: no new child starts
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for proc in list(self.running):
+            proc.kill()
 
 
 def _child(
-    argv: list[str], *, timeout_s: float, env: dict | None, nice: int
+    argv: list[str],
+    *,
+    timeout_s: float,
+    env: dict | None,
+    nice: int,
+    children: Children | None = None,
 ) -> tuple[int, str, str]:
-    """Run ``argv`` (at CPU priority ``nice`` when above 0); (return code, stdout, stderr).
+    """Run ``argv`` (at CPU priority ``nice`` when above 0, registered in ``children``);
+    (return code, stdout, stderr).
 
     Raises:
         subprocess.TimeoutExpired: it ran over ``timeout_s`` (and was killed).
+        RuntimeError: ``children`` were stopped before this one started.
     """
     import shutil
 
-    if _STOPPING.is_set():
+    children = children or Children()
+    if children.stopping.is_set():
         raise RuntimeError("the zoo was stopped before this run started")
     if nice > 0 and shutil.which("nice"):
         argv = ["nice", "-n", str(nice), *argv]
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    _CHILDREN.add(proc)
+    children.running.add(proc)
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -241,7 +259,7 @@ def _child(
         proc.communicate()
         raise
     finally:
-        _CHILDREN.discard(proc)
+        children.running.discard(proc)
     return proc.returncode, out, err
 
 
@@ -263,6 +281,7 @@ def run_family(
     timeout_s: float = 3600,
     nice: int = 0,
     env: dict | None = None,
+    children: Children | None = None,
 ) -> ZooRun:
     """Build, train and save one family, then ``python -m workbench assess`` on it.
 
@@ -279,7 +298,7 @@ def run_family(
                        "out": str(model_path), "training": training.__dict__})  # fmt: skip
     code, stdout, stderr = _child(
         [sys.executable, "-m", "workbench.assess.zoo", "build", spec],
-        timeout_s=timeout_s, env=_child_env(flavour, env), nice=nice,
+        timeout_s=timeout_s, env=_child_env(flavour, env), nice=nice, children=children,
     )  # fmt: skip
     lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     built = json.loads(lines[-1]) if code == 0 and lines else None
@@ -292,6 +311,7 @@ def run_family(
         [sys.executable, "-m", "workbench", "assess", "--model", str(model_path),
          "--data", str(data_path), "--out", str(out), "--profile", profile, "--quiet"],
         timeout_s=timeout_s, env=dict(os.environ if env is None else env), nice=nice,
+        children=children,
     )  # fmt: skip
     doc = None
     if code == 0 and (out / "assessment.json").exists():
@@ -324,6 +344,7 @@ class Ahead:
     ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
+        self.children = Children()  # this pool's child processes, and no one else's
         environment = dict(os.environ)  # as it is now: tests may change it while these run
         self.folder, self.data_path = Path(folder), Path(data_path)
         self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="zoo")
@@ -336,6 +357,7 @@ class Ahead:
                 nice=nice,
                 profile=profile,
                 env=environment,
+                children=self.children,
             )
             for run in runs
         }
@@ -361,15 +383,12 @@ class Ahead:
             ) from None
 
     def stop(self) -> None:
-        """Cancel the runs not started, kill the children of those running, and wait for
-        them; children may start again afterwards."""
-        _STOPPING.set()
+        """Cancel the runs not started, kill this pool's children (no one else's), and wait
+        for its threads."""
+        self.children.stop()
         for future in self._futures.values():
             future.cancel()
-        for proc in list(_CHILDREN):
-            proc.kill()
         self._pool.shutdown(wait=True)
-        _STOPPING.clear()
 
 
 def row_of(
